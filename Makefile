@@ -1,0 +1,23 @@
+# soft-teacher-d2: `make demo` runs the method on the built-in synthetic set,
+# `make test` runs the test suite; both install first when needed.
+PYTHON ?= python3
+DEMO_OUTPUT ?= output/demo
+PY ?= 3.12
+DIR ?= .wheelhouse
+
+.PHONY: install test demo wheelhouse lint
+
+install:
+	$(PYTHON) tools/install.py
+
+test: install
+	$(PYTHON) -m pytest -q
+
+demo: install
+	$(PYTHON) tools/run_demo.py --output $(DEMO_OUTPUT)
+
+wheelhouse:
+	$(PYTHON) tools/install.py --wheelhouse $(DIR) --python-version $(PY)
+
+lint:
+	$(PYTHON) -m flake8 soft_teacher tools tests train_net.py

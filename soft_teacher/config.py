@@ -1,0 +1,75 @@
+"""Config keys of soft-teacher-d2.
+
+``add_soft_teacher_config(cfg)`` adds every key the method needs to a Detectron2
+``CfgNode``; defaults are the paper's (Xu et al., ICCV 2021) reference settings.
+Batch sizes follow Detectron2's convention: totals over all GPUs, scaled with
+``SOLVER.REFERENCE_WORLD_SIZE``.
+"""
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg as _get_detectron2_cfg
+
+EVAL_MODELS = ("teacher", "student", "both")
+PHOTOMETRIC_OPS = (
+    "identity", "autocontrast", "equalize", "solarize", "color",
+    "contrast", "brightness", "sharpness", "posterize",
+)
+GEOMETRIC_OPS = ("translate", "rotate", "shear")
+
+
+def add_soft_teacher_config(cfg: CN) -> CN:
+    """Add the Soft Teacher keys to ``cfg`` in place and return it."""
+    cfg.SOFT_TEACHER = CN()
+    st = cfg.SOFT_TEACHER
+    # Teacher detections with score >= this are the candidate pseudo boxes (after per-class NMS).
+    st.INITIAL_SCORE_THRESH = 0.5
+    # Pseudo boxes with score >= this are the student's RPN ground truth.
+    st.RPN_PSEUDO_THRESH = 0.9
+    # Pseudo boxes with score >= this are the ground truth of the soft-weighted ROI classification.
+    st.CLS_PSEUDO_THRESH = 0.9
+    # Pseudo boxes (from the initial set) with box-jitter uncertainty < this supervise ROI regression.
+    st.REG_UNCERTAINTY_THRESH = 0.02
+    # Number of jittered copies of each candidate box used to measure its regression uncertainty.
+    st.JITTER_TIMES = 10
+    # Std of the jitter offsets, as a fraction of the box width (x coordinates) / height (y coordinates).
+    st.JITTER_SCALE = 0.06
+    # Weight of the unsupervised losses in the total loss (2.0 in the paper's full-COCO setting).
+    st.UNSUP_WEIGHT = 4.0
+    # EMA momentum m of the teacher update: teacher <- m * teacher + (1 - m) * student.
+    st.EMA_MOMENTUM = 0.999
+    # Supervised-only iterations before the unsupervised losses start; then teacher <- student (paper: 0).
+    st.BURN_IN_ITERS = 0
+    # Which model inference, periodic evaluation and --eval-only use: "teacher", "student" or "both".
+    st.EVAL_MODEL = "teacher"
+    # Warn when no pseudo box passes the thresholds for this many iterations in a row (0 disables).
+    st.NO_PSEUDO_BOX_WARN_ITERS = 200
+
+    # Unlabeled training sets (registered dataset names); their annotations, if any, are never trained on.
+    cfg.DATASETS.TRAIN_UNLABELED = ()
+    # Custom labeled COCO-format sets to register: ((name, json_file, image_root), ...).
+    cfg.DATASETS.CUSTOM_COCO = ()
+    # Custom unlabeled sets to register from plain image folders: ((name, image_folder), ...).
+    cfg.DATASETS.CUSTOM_UNLABELED_FOLDERS = ()
+
+    # Unlabeled images per iteration over all GPUs (SOLVER.IMS_PER_BATCH counts the labeled ones).
+    cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 32
+
+    # Photometric ops of the labeled and the student (strong) views; one is drawn per image.
+    cfg.INPUT.PHOTOMETRIC_OPS = PHOTOMETRIC_OPS
+    # Geometric ops of the student view; one is drawn per image.
+    cfg.INPUT.STRONG_GEOMETRIC_OPS = GEOMETRIC_OPS
+    # Largest translation of the student view, as a fraction of the image width/height.
+    cfg.INPUT.STRONG_TRANSLATE_FRAC = 0.1
+    # Largest rotation of the student view, in degrees.
+    cfg.INPUT.STRONG_ROTATE_DEG = 30.0
+    # Largest shear of the student view along x and y, in degrees.
+    cfg.INPUT.STRONG_SHEAR_DEG = 30.0
+    # Number of random-erasing squares on the student view: (min, max), inclusive.
+    cfg.INPUT.ERASE_COUNT = (1, 5)
+    # Largest side of an erased square, as a fraction of the image's shorter side.
+    cfg.INPUT.ERASE_MAX_FRAC = 0.2
+    return cfg
+
+
+def get_cfg() -> CN:
+    """Detectron2's default config with the Soft Teacher keys added."""
+    return add_soft_teacher_config(_get_detectron2_cfg())

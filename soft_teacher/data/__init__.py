@@ -1,0 +1,1 @@
+"""Views, mappers, semi-supervised loaders and datasets."""

@@ -1,0 +1,1 @@
+"""Dataset registration: COCO partial splits, custom sets, the synthetic shapes set."""

@@ -1,0 +1,1 @@
+"""Strong augmentations as Detectron2 transforms, and view matrices."""

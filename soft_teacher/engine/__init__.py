@@ -1,0 +1,1 @@
+"""The semi-supervised trainer, its hooks and checkpointing."""

@@ -1,0 +1,1 @@
+"""The SoftTeacher meta-architecture and its pieces."""
