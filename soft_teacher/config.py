@@ -5,6 +5,10 @@
 Batch sizes follow Detectron2's convention: totals over all GPUs, scaled with
 ``SOLVER.REFERENCE_WORLD_SIZE``.
 """
+import difflib
+import re
+from typing import List, Optional, Sequence
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _get_detectron2_cfg
 
@@ -73,3 +77,51 @@ def add_soft_teacher_config(cfg: CN) -> CN:
 def get_cfg() -> CN:
     """Detectron2's default config with the Soft Teacher keys added."""
     return add_soft_teacher_config(_get_detectron2_cfg())
+
+
+class UnknownConfigKeyError(KeyError):
+    """A config file or command-line option names a key that does not exist."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _full_keys(node: CN, prefix: str = "") -> List[str]:
+    keys = []
+    for name, value in node.items():
+        key = prefix + name
+        keys.extend(_full_keys(value, key + ".") if isinstance(value, CN) else [key])
+    return keys
+
+
+def unknown_key_message(key: str, cfg: CN, source: str) -> str:
+    """Say which key of ``source`` is unknown, and the closest existing keys."""
+    close = difflib.get_close_matches(key, _full_keys(cfg), n=3, cutoff=0.85)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return f"Unknown config key '{key}' in {source}.{hint} Remove or correct it; see soft_teacher/config.py."
+
+
+def merge_config(cfg: CN, config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CN:
+    """Merge a yaml file and ``KEY VALUE`` options into ``cfg``, naming any unknown key.
+
+    yacs reports an unknown key as a bare ``KeyError``/``AssertionError``; this
+    raises :class:`UnknownConfigKeyError` with the key, where it came from, and
+    the closest existing keys.
+    """
+    if config_file:
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as err:
+            match = re.search(r"Non-existent config key: ([\w.]+)", str(err))
+            if match is None:
+                raise
+            raise UnknownConfigKeyError(unknown_key_message(match.group(1), cfg, config_file)) from None
+    if opts:
+        try:
+            cfg.merge_from_list(list(opts))
+        except AssertionError as err:
+            match = re.search(r"Non-existent key: ([\w.]+)", str(err))
+            if match is None:
+                raise
+            raise UnknownConfigKeyError(unknown_key_message(match.group(1), cfg, "the command line")) from None
+    return cfg
