@@ -1,0 +1,113 @@
+"""tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
+import importlib.util
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+_TOOL = os.path.join(os.path.dirname(__file__), os.pardir, "tools", "plot_metrics.py")
+_spec = importlib.util.spec_from_file_location("plot_metrics", _TOOL)
+plot_metrics_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plot_metrics_tool)
+
+SOFT_TEACHER_LINES = [
+    {"iteration": 19, "total_loss": 3.0, "sup_loss_cls": 1.0, "unsup_loss_cls": 0.5,
+     "pseudo/boxes_per_image_rpn": 1.0, "pseudo/boxes_per_image_cls": 1.0, "pseudo/boxes_per_image_reg": 2.0,
+     "pseudo/precision": 0.25, "pseudo/recall": 0.1, "lr": 0.01},
+    {"iteration": 39, "total_loss": 2.0, "sup_loss_cls": 0.8, "unsup_loss_cls": 0.4},
+    {"iteration": 39, "teacher/bbox/AP": 5.0, "student/bbox/AP": 4.0},
+]
+BASELINE_LINES = [
+    {"iteration": 19, "total_loss": 2.5, "loss_cls": 1.0},
+    {"iteration": 39, "bbox/AP": 3.0},
+]
+
+
+def write_run(folder, lines):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    return str(folder)
+
+
+def test_load_metrics_merges_lines_of_one_iteration(tmp_path):
+    run = write_run(tmp_path / "run", SOFT_TEACHER_LINES)
+    metrics = plot_metrics_tool.load_metrics(run)
+    assert metrics["total_loss"] == ([19, 39], [3.0, 2.0])
+    assert metrics["teacher/bbox/AP"] == ([39], [5.0])
+
+
+def test_load_metrics_keeps_the_later_value_of_a_repeated_iteration(tmp_path):
+    run = write_run(tmp_path / "run", [
+        {"iteration": 19, "total_loss": 3.0}, {"iteration": 39, "total_loss": 2.0},
+        {"iteration": 19, "total_loss": 2.9},  # resumed from iteration 0
+    ])
+    assert plot_metrics_tool.load_metrics(os.path.join(run, "metrics.json"))["total_loss"] == ([19, 39], [2.9, 2.0])
+
+
+def test_load_metrics_names_the_line_that_is_not_json(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"iteration": 1, "total_loss": 1.0}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2"):
+        plot_metrics_tool.load_metrics(str(path))
+
+
+def test_missing_metrics_file_names_the_expected_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=os.path.join(str(tmp_path), "metrics.json")):
+        plot_metrics_tool.load_metrics(str(tmp_path))
+
+
+def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
+    run = write_run(tmp_path / "run", SOFT_TEACHER_LINES)
+    output = str(tmp_path / "curves.png")
+    drawn = plot_metrics_tool.plot_metrics([run], output)
+    assert drawn == {
+        "Total loss": ["total_loss"],
+        "Supervised losses": ["sup_loss_cls"],
+        "Unsupervised losses (weighted)": ["unsup_loss_cls"],
+        "Box AP": ["student/bbox/AP", "teacher/bbox/AP"],
+        "Pseudo boxes per image": [
+            "pseudo/boxes_per_image_cls", "pseudo/boxes_per_image_reg", "pseudo/boxes_per_image_rpn"],
+        "Pseudo-label precision / recall": ["pseudo/precision", "pseudo/recall"],
+    }
+    image = cv2.imread(output)
+    assert image.shape == (800, 1800, 3)  # 2 x 3 panels of 6 x 4 inches at 100 dpi
+    first_colour_bgr = np.array([0xB4, 0x77, 0x1F])  # matplotlib's C0, the first key of each panel
+    assert (np.abs(image.astype(int) - first_colour_bgr).sum(axis=2) < 30).sum() > 100
+
+
+def test_several_runs_are_overlaid_with_their_labels(tmp_path):
+    soft = write_run(tmp_path / "soft", SOFT_TEACHER_LINES)
+    base = write_run(tmp_path / "base", BASELINE_LINES)
+    drawn = plot_metrics_tool.plot_metrics([soft, base], str(tmp_path / "cmp.png"), labels=["ST", "sup"])
+    assert drawn["Box AP"] == ["ST: student/bbox/AP", "ST: teacher/bbox/AP", "sup: bbox/AP"]
+    assert drawn["Supervised losses"] == ["ST: sup_loss_cls", "sup: loss_cls"]
+    assert drawn["Total loss"] == ["ST: total_loss", "sup: total_loss"]
+
+
+def test_a_panel_without_data_is_reported_empty(tmp_path):
+    base = write_run(tmp_path / "base", BASELINE_LINES)
+    drawn = plot_metrics_tool.plot_metrics([base], str(tmp_path / "base.png"))
+    assert drawn["Unsupervised losses (weighted)"] == []
+    assert drawn["Pseudo-label precision / recall"] == []
+    assert os.path.getsize(tmp_path / "base.png") > 0
+
+
+def test_one_label_per_run_is_required(tmp_path):
+    run = write_run(tmp_path / "run", BASELINE_LINES)
+    with pytest.raises(ValueError, match="one label per run"):
+        plot_metrics_tool.plot_metrics([run, run], str(tmp_path / "x.png"), labels=["only one"])
+
+
+def test_command_line_writes_metrics_png_next_to_the_run(tmp_path, capsys):
+    run = write_run(tmp_path / "run", SOFT_TEACHER_LINES)
+    assert plot_metrics_tool.main([run]) == 0
+    assert os.path.getsize(os.path.join(run, "metrics.png")) > 0
+    assert "Wrote" in capsys.readouterr().out
+
+
+def test_command_line_reports_a_missing_run_and_fails(tmp_path, capsys):
+    assert plot_metrics_tool.main([str(tmp_path / "nowhere")]) == 2
+    assert "No metrics file at" in capsys.readouterr().err
