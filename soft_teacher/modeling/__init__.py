@@ -1,1 +1,43 @@
-"""The SoftTeacher meta-architecture and its pieces."""
+"""The SoftTeacher meta-architecture and its pieces.
+
+Importing this package registers ``SoftTeacher`` in Detectron2's ``META_ARCH_REGISTRY``.
+"""
+from .checkpoint_keys import expand_plain_state_dict, is_soft_teacher_state_dict
+from .ema import copy_student_to_teacher, ema_update
+from .pseudo_label_quality import count_true_positives, pseudo_label_stats
+from .pseudo_labels import (
+    TeacherOutput,
+    jitter_boxes,
+    jitter_uncertainty,
+    regression_uncertainty,
+    teacher_background_probs,
+    teacher_detections,
+    teacher_pseudo_labels,
+)
+from .soft_teacher import SoftTeacher
+from .unsup_losses import soft_weighted_cls_loss, unsup_roi_cls_loss, unsup_roi_reg_loss
+from .view_geometry import boxes_to_view, instances_to_view, transform_boxes, view_to_view_matrix
+
+__all__ = [
+    "SoftTeacher",
+    "TeacherOutput",
+    "boxes_to_view",
+    "copy_student_to_teacher",
+    "count_true_positives",
+    "ema_update",
+    "expand_plain_state_dict",
+    "instances_to_view",
+    "is_soft_teacher_state_dict",
+    "jitter_boxes",
+    "jitter_uncertainty",
+    "pseudo_label_stats",
+    "regression_uncertainty",
+    "soft_weighted_cls_loss",
+    "teacher_background_probs",
+    "teacher_detections",
+    "teacher_pseudo_labels",
+    "transform_boxes",
+    "unsup_roi_cls_loss",
+    "unsup_roi_reg_loss",
+    "view_to_view_matrix",
+]

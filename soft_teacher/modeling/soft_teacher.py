@@ -1,0 +1,244 @@
+"""The ``SoftTeacher`` meta-architecture (Xu et al., ICCV 2021) for Detectron2.
+
+Two ``GeneralizedRCNN`` detectors built from one config: the ``student``, trained by
+the optimizer on labeled images and on pseudo labels, and its ``teacher``, which makes
+the pseudo labels, never receives gradients, always stays in eval mode and follows the
+student by EMA (:mod:`soft_teacher.modeling.ema`, driven by a trainer hook).
+"""
+import copy
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
+
+from ..config import EVAL_MODELS
+from .pseudo_label_quality import pseudo_label_stats
+from .pseudo_labels import TeacherOutput, teacher_pseudo_labels
+from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
+from .view_geometry import instances_to_view, view_to_view_matrix
+
+__all__ = ["SoftTeacher"]
+
+
+def _check_detector(detector: GeneralizedRCNN) -> None:
+    """Soft Teacher re-runs the box branch on boxes it chooses and reads softmax background scores."""
+    if detector.proposal_generator is None:
+        raise ValueError("SoftTeacher needs an RPN: set MODEL.PROPOSAL_GENERATOR.NAME to 'RPN'.")
+    heads = detector.roi_heads
+    if not isinstance(heads, StandardROIHeads) or not isinstance(heads.box_predictor, FastRCNNOutputLayers):
+        raise ValueError(
+            f"SoftTeacher needs StandardROIHeads with one FastRCNNOutputLayers box predictor, got "
+            f"{type(heads).__name__}: set MODEL.ROI_HEADS.NAME to 'StandardROIHeads' (Res5/cascade heads are "
+            "not supported)."
+        )
+    if heads.box_predictor.use_sigmoid_ce:
+        raise ValueError(
+            "SoftTeacher weighs background proposals by the teacher's softmax background probability: "
+            "set MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE to False."
+        )
+
+
+@META_ARCH_REGISTRY.register()
+class SoftTeacher(nn.Module):
+    """A student detector and its EMA teacher, trained semi-supervised with Soft Teacher.
+
+    Training input: ``{"labeled": [labeled dicts], "unlabeled": [unlabeled dicts]}`` (see
+    docs/architecture.md), or a plain list of labeled dicts for supervised losses only.
+    Per unlabeled image the teacher detects on the teacher view; its detections with
+    score >= ``initial_score_thresh`` are the candidate pseudo boxes, each with a box-jitter
+    uncertainty; they move to the student view with ``M = A_s @ inverse(A_t)``. The student
+    then gets, on the student view:
+
+    - RPN losses against the candidates with score >= ``rpn_pseudo_thresh``;
+    - the soft-teacher ROI classification loss against those with score >= ``cls_pseudo_thresh``;
+    - the ROI regression loss against those with uncertainty < ``reg_uncertainty_thresh``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        student: GeneralizedRCNN,
+        initial_score_thresh: float = 0.5,
+        rpn_pseudo_thresh: float = 0.9,
+        cls_pseudo_thresh: float = 0.9,
+        reg_uncertainty_thresh: float = 0.02,
+        jitter_times: int = 10,
+        jitter_scale: float = 0.06,
+        unsup_weight: float = 4.0,
+        burn_in_iters: int = 0,
+        eval_model: str = "teacher",
+    ):
+        """
+        Args:
+            student: the detector to train; the teacher starts as a deep copy of it.
+            initial_score_thresh: teacher detections with a score >= this are candidate pseudo boxes.
+            rpn_pseudo_thresh, cls_pseudo_thresh: candidates with a score >= these supervise the
+                student's RPN and ROI classification.
+            reg_uncertainty_thresh: candidates with a jitter uncertainty < this supervise ROI regression.
+            jitter_times, jitter_scale: copies per candidate (>= 2) and their offset std, as a
+                fraction of the box width/height.
+            unsup_weight: factor of every unsupervised loss.
+            burn_in_iters: iterations (EventStorage.iter) with supervised losses only.
+            eval_model: which detector predicts in eval mode: "teacher", "student", or "both"
+                (the teacher; the trainer evaluates each detector separately).
+        """
+        super().__init__()
+        _check_detector(student)
+        if eval_model not in EVAL_MODELS:
+            raise ValueError(f"SOFT_TEACHER.EVAL_MODEL must be one of {EVAL_MODELS}, got {eval_model!r}.")
+        if jitter_times < 2:
+            raise ValueError(f"SOFT_TEACHER.JITTER_TIMES must be >= 2 to measure a spread, got {jitter_times}.")
+        self.student = student
+        self.teacher = copy.deepcopy(student)
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.initial_score_thresh = initial_score_thresh
+        self.rpn_pseudo_thresh = rpn_pseudo_thresh
+        self.cls_pseudo_thresh = cls_pseudo_thresh
+        self.reg_uncertainty_thresh = reg_uncertainty_thresh
+        self.jitter_times = jitter_times
+        self.jitter_scale = jitter_scale
+        self.unsup_weight = unsup_weight
+        self.burn_in_iters = burn_in_iters
+        self.eval_model = eval_model
+
+    @classmethod
+    def from_config(cls, cfg):
+        detector_cfg = cfg.clone()
+        detector_cfg.defrost()
+        detector_cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+        st = cfg.SOFT_TEACHER
+        return {
+            "student": GeneralizedRCNN(detector_cfg),
+            "initial_score_thresh": st.INITIAL_SCORE_THRESH,
+            "rpn_pseudo_thresh": st.RPN_PSEUDO_THRESH,
+            "cls_pseudo_thresh": st.CLS_PSEUDO_THRESH,
+            "reg_uncertainty_thresh": st.REG_UNCERTAINTY_THRESH,
+            "jitter_times": st.JITTER_TIMES,
+            "jitter_scale": st.JITTER_SCALE,
+            "unsup_weight": st.UNSUP_WEIGHT,
+            "burn_in_iters": st.BURN_IN_ITERS,
+            "eval_model": st.EVAL_MODEL,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.student.device
+
+    @property
+    def eval_detector(self) -> GeneralizedRCNN:
+        """The detector that predicts in eval mode (``eval_model``; "both" means the teacher)."""
+        return self.student if self.eval_model == "student" else self.teacher
+
+    def train(self, mode: bool = True) -> "SoftTeacher":
+        """Set the student's mode; the teacher always stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, batched_inputs: Union[Dict[str, List[dict]], List[dict]]):
+        """
+        Args:
+            batched_inputs: in training, ``{"labeled": [...], "unlabeled": [...]}`` or a list of
+                labeled dicts; in eval mode, a list of Detectron2 input dicts.
+
+        Returns:
+            In training, a dict of scalar losses: ``sup_loss_rpn_cls``, ``sup_loss_rpn_loc``,
+            ``sup_loss_cls``, ``sup_loss_box_reg`` and, from a ``{"labeled", "unlabeled"}`` batch
+            after burn-in, ``unsup_loss_rpn_cls``, ``unsup_loss_rpn_loc``, ``unsup_loss_cls``,
+            ``unsup_loss_box_reg`` (already times ``unsup_weight``). In eval mode, the
+            predictions of :attr:`eval_detector`, as ``GeneralizedRCNN`` returns them.
+        """
+        if not self.training:
+            return self.eval_detector(batched_inputs)
+        labeled, unlabeled = _split_batch(batched_inputs)
+        losses = {f"sup_{name}": value for name, value in self.student(labeled).items()}
+        if unlabeled is not None and get_event_storage().iter >= self.burn_in_iters:
+            losses.update(self.unsupervised_losses(unlabeled))
+        return losses
+
+    def unsupervised_losses(self, unlabeled: List[dict]) -> Dict[str, torch.Tensor]:
+        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; also writes ``pseudo/*`` stats.
+
+        The student's own EventStorage scalars (RPN anchors, ROI samples) go under ``unsup/``.
+        """
+        if not unlabeled:
+            raise ValueError(
+                "The unlabeled batch is empty after burn-in; set SOLVER.IMS_PER_BATCH_UNLABELED to at "
+                "least the number of GPUs."
+            )
+        teacher_out = teacher_pseudo_labels(
+            self.teacher,
+            [d["teacher"] for d in unlabeled],
+            self.initial_score_thresh,
+            self.jitter_times,
+            self.jitter_scale,
+        )
+        images = self.student.preprocess_image([d["student"] for d in unlabeled])
+        features = self.student.backbone(images.tensor)
+        teacher_matrices = [d["teacher"]["transform_matrix"].to(self.device) for d in unlabeled]
+        student_matrices = [d["student"]["transform_matrix"].to(self.device) for d in unlabeled]
+        pseudo_labels = [
+            instances_to_view(p, view_to_view_matrix(a_t, a_s), size)
+            for p, a_t, a_s, size in zip(teacher_out.pseudo_labels, teacher_matrices, student_matrices, images.image_sizes)
+        ]
+        rpn_sets = [p[p.scores >= self.rpn_pseudo_thresh] for p in pseudo_labels]
+        cls_sets = [p[p.scores >= self.cls_pseudo_thresh] for p in pseudo_labels]
+        reg_sets = [p[p.uncertainty < self.reg_uncertainty_thresh] for p in pseudo_labels]
+        storage = get_event_storage()
+        for name, value in self._pseudo_label_stats(unlabeled, teacher_out, rpn_sets, cls_sets, reg_sets).items():
+            storage.put_scalar(name, value)
+
+        with storage.name_scope("unsup"):
+            proposals, losses = self.student.proposal_generator(images, features, rpn_sets)
+            losses["loss_cls"] = unsup_roi_cls_loss(
+                self.student.roi_heads,
+                features,
+                proposals,
+                cls_sets,
+                self.teacher.roi_heads,
+                teacher_out.features,
+                [view_to_view_matrix(a_s, a_t) for a_t, a_s in zip(teacher_matrices, student_matrices)],
+            )
+            losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
+        return {f"unsup_{name}": value * self.unsup_weight for name, value in losses.items()}
+
+    def _pseudo_label_stats(
+        self,
+        unlabeled: List[dict],
+        teacher_out: TeacherOutput,
+        rpn_sets: List[Instances],
+        cls_sets: List[Instances],
+        reg_sets: List[Instances],
+    ) -> Dict[str, float]:
+        """:func:`pseudo_label_stats`, with precision/recall when every image has ``hidden_instances``."""
+        cls_sets_teacher_view = annotations_teacher_view = None
+        if all("hidden_instances" in d for d in unlabeled):
+            cls_sets_teacher_view = [p[p.scores >= self.cls_pseudo_thresh] for p in teacher_out.pseudo_labels]
+            annotations_teacher_view = [
+                instances_to_view(d["hidden_instances"].to(self.device), d["teacher"]["transform_matrix"], size)
+                for d, size in zip(unlabeled, teacher_out.images.image_sizes)
+            ]
+        return pseudo_label_stats(
+            teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, cls_sets_teacher_view, annotations_teacher_view
+        )
+
+
+def _split_batch(batched_inputs) -> Tuple[List[dict], Optional[List[dict]]]:
+    """``(labeled, unlabeled)`` of a training batch; ``unlabeled`` is None for a plain list."""
+    if isinstance(batched_inputs, dict):
+        missing = {"labeled", "unlabeled"} - set(batched_inputs)
+        if missing:
+            raise ValueError(
+                f"A SoftTeacher training batch needs the keys 'labeled' and 'unlabeled'; {sorted(missing)} "
+                "missing. Build the loader with soft_teacher.data's semi-supervised loader."
+            )
+        return batched_inputs["labeled"], batched_inputs["unlabeled"]
+    return batched_inputs, None

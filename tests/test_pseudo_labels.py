@@ -1,0 +1,156 @@
+"""Teacher pseudo-labelling: detections, initial score filter, box-jitter uncertainty, soft weights."""
+import math
+
+import pytest
+import torch
+
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from soft_teacher.modeling.pseudo_labels import (
+    jitter_boxes,
+    jitter_uncertainty,
+    regression_uncertainty,
+    teacher_background_probs,
+    teacher_detections,
+    teacher_pseudo_labels,
+)
+
+IMAGE_SIZE = (128, 128)
+
+
+def random_views(num_images, generator_seed=0):
+    g = torch.Generator().manual_seed(generator_seed)
+    return [{"image": torch.randint(0, 256, (3, *IMAGE_SIZE), dtype=torch.uint8, generator=g)} for _ in range(num_images)]
+
+
+@pytest.fixture
+def teacher(tiny_cfg):
+    torch.manual_seed(0)
+    return build_model(tiny_cfg).teacher
+
+
+def teacher_features(teacher, views):
+    with torch.no_grad():
+        return teacher.backbone(teacher.preprocess_image(views).tensor)
+
+
+def detections(boxes, classes, scores=None):
+    scores = torch.ones(len(boxes)) if scores is None else torch.tensor(scores)
+    return Instances(
+        IMAGE_SIZE, pred_boxes=Boxes(torch.tensor(boxes)), pred_classes=torch.tensor(classes), scores=scores
+    )
+
+
+def test_jitter_offsets_have_std_scale_times_width_and_height():
+    box = torch.tensor([[10.0, 20, 50, 40]])  # w 40, h 20
+    copies = jitter_boxes(box, times=20000, scale=0.06, generator=torch.Generator().manual_seed(0))
+    assert copies.shape == (20000, 1, 4)
+    offsets = copies[:, 0] - box
+    assert offsets.mean(dim=0).abs().max() < 0.05
+    expected_std = torch.tensor([0.06 * 40, 0.06 * 20, 0.06 * 40, 0.06 * 20])
+    assert torch.allclose(offsets.std(dim=0), expected_std, rtol=0.03)
+
+
+def test_regression_uncertainty_is_relative_std_averaged_over_coordinates():
+    regressed = torch.tensor([[[0.0, 0, 10, 10]], [[2.0, 0, 12, 10]]])  # 2 copies of 1 box
+    # x1 and x2 have unbiased std sqrt(2); the mean box [1, 0, 11, 10] is 10 x 10; y never moves
+    expected = (math.sqrt(2) / 10 * 2) / 4
+    assert regression_uncertainty(regressed).tolist() == pytest.approx([expected])
+
+
+def test_a_teacher_with_exact_regression_gives_zero_uncertainty(teacher, monkeypatch):
+    true_boxes = torch.tensor([[10.0, 10, 40, 50], [70.0, 60, 110, 100]])
+
+    def exact_regression(predictions, proposals):  # every jittered copy regresses onto its object
+        return [true_boxes[torch.cdist(p.proposal_boxes.tensor, true_boxes).argmin(dim=1)] for p in proposals]
+
+    monkeypatch.setattr(teacher.roi_heads.box_predictor, "predict_boxes_for_gt_classes", exact_regression)
+    views = random_views(1)
+    (unc,) = jitter_uncertainty(
+        teacher.roi_heads, teacher_features(teacher, views), [detections(true_boxes.tolist(), [0, 2])], 10, 0.06
+    )
+    assert torch.allclose(unc, torch.zeros(2), atol=1e-6)
+
+
+def test_jitter_uncertainty_regresses_each_copy_for_its_detections_class(teacher):
+    predictor = teacher.roi_heads.box_predictor
+    with torch.no_grad():
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+        # class 1 doubles the width (dw = log 2, times the box2box weight 5); class 0 keeps every copy
+        predictor.bbox_pred.bias[1 * 4 + 2] = 5 * math.log(2)
+    views = random_views(1)
+    torch.manual_seed(0)
+    (unc,) = jitter_uncertainty(
+        teacher.roi_heads,
+        teacher_features(teacher, views),
+        [detections([[40.0, 20, 60, 40], [40.0, 70, 60, 90]], [0, 1])],
+        times=4000,
+        scale=0.06,
+    )
+    # class 0: each coordinate keeps its N(0, 0.06 * 20) offset, relative to a 20 px box: 0.06.
+    # class 1: x1' = centre - width = x1 + 1.5 e1 - 0.5 e2, std 0.06 * 20 * sqrt(2.5), over a 40 px
+    # wide mean box; y keeps 0.06.
+    x_unc = 0.06 * 20 * math.sqrt(2.5) / 40
+    assert unc.tolist() == pytest.approx([0.06, (2 * x_unc + 2 * 0.06) / 4], rel=0.03)
+
+
+def test_jitter_uncertainty_uses_one_box_head_call_for_the_whole_batch(teacher):
+    rows_per_call = []
+    teacher.roi_heads.box_head.register_forward_hook(lambda module, inputs, output: rows_per_call.append(len(output)))
+    views = random_views(2)
+    dets = [
+        detections([[10.0, 10, 40, 50], [60.0, 60, 90, 100], [5.0, 70, 30, 120]], [0, 1, 2]),
+        detections([[20.0, 30, 70, 90], [80.0, 10, 120, 40]], [2, 2]),
+    ]
+    uncertainties = jitter_uncertainty(teacher.roi_heads, teacher_features(teacher, views), dets, 10, 0.06)
+    assert rows_per_call == [5 * 10]
+    assert [u.shape for u in uncertainties] == [(3,), (2,)]
+    assert all(torch.isfinite(u).all() for u in uncertainties)
+
+
+def test_teacher_detections_are_detectron2_inference_in_the_teacher_view(teacher):
+    views = random_views(2)
+    _, features, dets = teacher_detections(teacher, views)
+    with torch.no_grad():
+        expected = teacher.inference(views, do_postprocess=False)
+    for det, exp in zip(dets, expected):
+        assert det.image_size == IMAGE_SIZE
+        assert torch.equal(det.pred_boxes.tensor, exp.pred_boxes.tensor)
+        assert torch.equal(det.scores, exp.scores)
+    assert set(features) == set(teacher.backbone.output_shape())
+
+
+def test_pseudo_labels_keep_detections_scoring_at_least_the_initial_threshold(teacher, monkeypatch):
+    known = detections([[10.0, 10, 40, 50], [60.0, 60, 90, 100], [5.0, 70, 30, 120]], [1, 2, 0], [0.95, 0.5, 0.49])
+
+    def known_detections(predictions, proposals):
+        return [known for _ in proposals], [torch.arange(len(known)) for _ in proposals]
+
+    monkeypatch.setattr(teacher.roi_heads.box_predictor, "inference", known_detections)
+    out = teacher_pseudo_labels(teacher, random_views(2), score_thresh=0.5, jitter_times=10, jitter_scale=0.06)
+    for pseudo in out.pseudo_labels:
+        assert pseudo.gt_classes.tolist() == [1, 2]
+        assert pseudo.scores.tolist() == pytest.approx([0.95, 0.5])
+        assert torch.equal(pseudo.gt_boxes.tensor, known.pred_boxes.tensor[:2])
+        assert pseudo.uncertainty.shape == (2,) and torch.isfinite(pseudo.uncertainty).all()
+        assert not any(v.requires_grad for v in (pseudo.gt_boxes.tensor, pseudo.scores, pseudo.uncertainty))
+    assert out.images.image_sizes == [IMAGE_SIZE, IMAGE_SIZE]
+    assert not any(f.requires_grad for f in out.features.values())
+
+
+def test_pseudo_labelling_refuses_a_teacher_in_train_mode(teacher):
+    teacher.train()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        teacher_pseudo_labels(teacher, random_views(1), 0.5, 10, 0.06)
+
+
+def test_background_probability_is_the_teachers_softmax_background_column(teacher):
+    cls_score = teacher.roi_heads.box_predictor.cls_score
+    with torch.no_grad():
+        cls_score.weight.zero_()
+        cls_score.bias.copy_(torch.tensor([0.0, 0.0, math.log(2), math.log(4)]))  # softmax (1, 1, 2, 4) / 8
+    views = random_views(2)
+    boxes = [Boxes(torch.tensor([[10.0, 10, 40, 50]])), Boxes(torch.tensor([[0.0, 0, 20, 20], [5.0, 5, 100, 90]]))]
+    probs = teacher_background_probs(teacher.roi_heads, teacher_features(teacher, views), boxes)
+    assert probs.tolist() == pytest.approx([0.5, 0.5, 0.5])
