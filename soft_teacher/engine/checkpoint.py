@@ -1,0 +1,101 @@
+"""Checkpoints of a teacher-student detector, and plain Detectron2 weights loaded into one.
+
+Saving is Detectron2's: the model's state dict, which holds both models (``teacher.*`` and
+``student.*``), plus the checkpointables the trainer registers (its iteration, optimizer,
+LR scheduler and AMP grad scaler).
+
+Loading into a teacher-student model:
+
+- a checkpoint with ``teacher.*`` and ``student.*`` keys gives each model its own weights;
+- a checkpoint with ``student.*`` keys but no ``teacher.*`` loads the student's weights into
+  both models, with a warning;
+- a plain detector checkpoint (a model-zoo detector, an ImageNet backbone, an exported
+  teacher) loads into the student, and the teacher then copies the whole student, so both
+  start identical (weights the checkpoint lacks included).
+
+Loading a teacher-student checkpoint into a plain detector (``GeneralizedRCNN``) takes the
+teacher's weights, or the student's, with a warning, when it has no teacher.
+"""
+import logging
+from collections import OrderedDict
+from typing import Mapping
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+
+from soft_teacher.modeling.ema import copy_student_to_teacher
+
+from .teacher_student import is_teacher_student
+
+TEACHER_PREFIX = "teacher."
+STUDENT_PREFIX = "student."
+_DDP_PREFIX = "module."
+
+logger = logging.getLogger(__name__)
+
+
+def sub_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, torch.Tensor]":
+    """The entries whose key starts with ``prefix``, with the prefix removed."""
+    return OrderedDict((key[len(prefix):], value) for key, value in state_dict.items() if key.startswith(prefix))
+
+
+def detector_state_dict(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+    """The weights of one plain detector from a checkpoint's model state dict.
+
+    Returns the teacher's weights of a teacher-student state dict; the student's, with a
+    warning, when it has no teacher; a plain detector state dict unchanged.
+    """
+    teacher = sub_state_dict(state_dict, TEACHER_PREFIX)
+    if teacher:
+        return teacher
+    student = sub_state_dict(state_dict, STUDENT_PREFIX)
+    if student:
+        logger.warning(
+            "The checkpoint has student weights but no teacher weights (no 'teacher.*' keys): "
+            "using the student's weights for the teacher as well."
+        )
+        return student
+    return OrderedDict(state_dict)
+
+
+def _strip_ddp_prefix(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+    if state_dict and all(key.startswith(_DDP_PREFIX) for key in state_dict):
+        return sub_state_dict(state_dict, _DDP_PREFIX)
+    return OrderedDict(state_dict)
+
+
+class SoftTeacherCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` that loads any of the checkpoints above into either kind of model.
+
+    Construct it like ``DetectionCheckpointer(model, save_dir, **checkpointables)``; ``model``
+    may be wrapped in DistributedDataParallel.
+    """
+
+    def _load_model(self, checkpoint):
+        state_dict = _strip_ddp_prefix(checkpoint["model"])
+        if not is_teacher_student(self.model):
+            checkpoint["model"] = detector_state_dict(state_dict)
+            return super()._load_model(checkpoint)
+        if sub_state_dict(state_dict, TEACHER_PREFIX) and sub_state_dict(state_dict, STUDENT_PREFIX):
+            checkpoint["model"] = state_dict
+            return super()._load_model(checkpoint)
+        return self._load_into_student_and_copy(checkpoint, detector_state_dict(state_dict))
+
+    def _load_into_student_and_copy(self, checkpoint, detector_weights):
+        student = self.model.student
+        if checkpoint.get("matching_heuristics", False):
+            # Model-zoo .pkl files: match names against one detector, as DetectionCheckpointer does.
+            self._convert_ndarray_to_tensor(detector_weights)
+            detector_weights = align_and_update_state_dicts(
+                student.state_dict(), detector_weights, c2_conversion=checkpoint.get("__author__") == "Caffe2"
+            )
+            checkpoint["matching_heuristics"] = False
+        checkpoint["model"] = OrderedDict((STUDENT_PREFIX + key, value) for key, value in detector_weights.items())
+        incompatible = super()._load_model(checkpoint)
+        copy_student_to_teacher(self.model.teacher, student)
+        self.logger.info("Loaded a single detector's weights into the student; the teacher is a copy of the student.")
+        # The teacher was filled by the copy; pixel_mean/std come from the config (as DetectionCheckpointer says).
+        ignored = {STUDENT_PREFIX + "pixel_mean", STUDENT_PREFIX + "pixel_std"}
+        missing = [key for key in incompatible.missing_keys if not key.startswith(TEACHER_PREFIX) and key not in ignored]
+        return incompatible._replace(missing_keys=missing)

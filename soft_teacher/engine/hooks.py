@@ -1,0 +1,94 @@
+"""Training hooks of the semi-supervised trainer: the teacher's EMA and the pseudo-box watch."""
+import logging
+
+from detectron2.engine import HookBase
+
+from soft_teacher.modeling.ema import copy_student_to_teacher, ema_update
+
+from .teacher_student import unwrap_model
+
+logger = logging.getLogger(__name__)
+
+
+class TeacherEMA(HookBase):
+    """Keeps the teacher an exponential moving average of the student.
+
+    After the optimizer step of iteration ``i`` (``after_step``):
+
+    - ``i + 1 < burn_in_iters``: nothing (supervised-only burn-in; the teacher is unused);
+    - ``i + 1 == burn_in_iters``: ``teacher <- student`` (end of burn-in);
+    - otherwise: ``teacher <- m * teacher + (1 - m) * student``.
+
+    Logs ``ema_momentum``: ``m``, or 0 at the end-of-burn-in copy. Must run on every rank
+    (each keeps its own teacher, identical because DDP keeps the students identical).
+    """
+
+    def __init__(self, momentum: float, burn_in_iters: int = 0):
+        """
+        Args:
+            momentum: ``m`` in [0, 1] (``SOFT_TEACHER.EMA_MOMENTUM``).
+            burn_in_iters: supervised-only iterations (``SOFT_TEACHER.BURN_IN_ITERS``).
+        """
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"SOFT_TEACHER.EMA_MOMENTUM must be in [0, 1], got {momentum}.")
+        if burn_in_iters < 0:
+            raise ValueError(f"SOFT_TEACHER.BURN_IN_ITERS must be >= 0, got {burn_in_iters}.")
+        self._momentum = momentum
+        self._burn_in_iters = burn_in_iters
+
+    def after_step(self):
+        finished_iters = self.trainer.iter + 1
+        if finished_iters < self._burn_in_iters:
+            return
+        model = unwrap_model(self.trainer.model)
+        if finished_iters == self._burn_in_iters:
+            copy_student_to_teacher(model.teacher, model.student)
+            logger.info(f"Burn-in finished after {finished_iters} iterations: the teacher is now a copy of the student.")
+            momentum = 0.0
+        else:
+            ema_update(model.teacher, model.student, self._momentum)
+            momentum = self._momentum
+        self.trainer.storage.put_scalar("ema_momentum", momentum, smoothing_hint=False)
+
+
+class NoPseudoBoxWarning(HookBase):
+    """Warns when no pseudo box passes the thresholds for ``patience`` iterations in a row.
+
+    Reads ``pseudo/boxes_per_image_cls`` (pseudo boxes per unlabeled image with score >=
+    ``SOFT_TEACHER.CLS_PSEUDO_THRESH``), which the model puts into the EventStorage in each
+    iteration with unsupervised losses; iterations without it (burn-in) are not counted. Warns
+    at ``patience`` zero iterations in a row and again every ``patience`` more. Counts this
+    rank's images only.
+    """
+
+    KEY = "pseudo/boxes_per_image_cls"
+
+    def __init__(self, patience: int):
+        """
+        Args:
+            patience: consecutive iterations without pseudo boxes before warning
+                (``SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS``); 0 disables the warning.
+        """
+        self._patience = patience
+        self._streak = 0
+
+    def after_step(self):
+        if self._patience <= 0:
+            return
+        value_and_iter = self.trainer.storage.latest().get(self.KEY)
+        if value_and_iter is None or value_and_iter[1] != self.trainer.iter:
+            return
+        if value_and_iter[0] > 0:
+            self._streak = 0
+            return
+        self._streak += 1
+        if self._streak % self._patience == 0:
+            first = self.trainer.iter - self._streak + 1
+            logger.warning(
+                f"No pseudo box passed the thresholds in {self._streak} iterations in a row "
+                f"(iterations {first} to {self.trainer.iter}): the unlabeled images give the student no "
+                "foreground targets. Likely causes: the unlabeled images show classes the labeled set does "
+                "not have (class-list mismatch); the teacher is still too weak (raise SOFT_TEACHER.BURN_IN_ITERS "
+                "or start from better MODEL.WEIGHTS); SOFT_TEACHER.INITIAL_SCORE_THRESH / CLS_PSEUDO_THRESH are "
+                "too high for this data."
+            )

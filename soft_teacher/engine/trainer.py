@@ -1,0 +1,194 @@
+"""The semi-supervised trainer: Detectron2's DefaultTrainer with a teacher that follows the student.
+
+Per iteration (Detectron2's SimpleTrainer / AMPTrainer step): one item of the train loader,
+``{"labeled": [...], "unlabeled": [...]}``, the model's ``sup_*`` and ``unsup_*`` losses, one
+optimizer step on the student; then the :class:`~soft_teacher.engine.hooks.TeacherEMA` hook
+updates the teacher. A config with a plain detector (``MODEL.META_ARCHITECTURE:
+GeneralizedRCNN``) trains it like DefaultTrainer, so supervised baselines share train_net.py.
+"""
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Dict, List
+
+from detectron2.config import CfgNode
+from detectron2.data import build_detection_train_loader
+from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.evaluation import COCOEvaluator, verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from soft_teacher.config import EVAL_MODELS
+from soft_teacher.data import LabeledDatasetMapper, build_semisup_train_loader, register_custom_datasets
+from soft_teacher.data.datasets import check_categories
+
+from .checkpoint import SoftTeacherCheckpointer
+from .hooks import NoPseudoBoxWarning, TeacherEMA
+from .teacher_student import is_teacher_student, unwrap_model
+from .train_loop import FiniteLossAMPTrainer, FiniteLossSimpleTrainer
+from .writers import PseudoLabelPrinter
+
+logger = logging.getLogger(__name__)
+
+
+def is_semi_supervised(cfg: CfgNode) -> bool:
+    """Whether ``cfg`` trains a Soft Teacher model on labeled and unlabeled sets."""
+    return cfg.MODEL.META_ARCHITECTURE == "SoftTeacher"
+
+
+def models_to_evaluate(cfg: CfgNode) -> List[str]:
+    """``["teacher"]``, ``["student"]`` or ``["teacher", "student"]`` from ``SOFT_TEACHER.EVAL_MODEL``."""
+    choice = cfg.SOFT_TEACHER.EVAL_MODEL
+    if choice not in EVAL_MODELS:
+        raise ValueError(f"SOFT_TEACHER.EVAL_MODEL must be one of {EVAL_MODELS}, got '{choice}'.")
+    return ["teacher", "student"] if choice == "both" else [choice]
+
+
+def verify_expected_results(cfg: CfgNode, results: Dict) -> bool:
+    """Detectron2's ``verify_results`` (``TEST.EXPECTED_RESULTS``) on the results of the first evaluated model.
+
+    ``results`` is what :meth:`SoftTeacherTrainer.test` returns: for a teacher-student model,
+    one entry per evaluated model (``{"teacher": {...}}``), otherwise Detectron2's own.
+    """
+    first = models_to_evaluate(cfg)[0]
+    return verify_results(cfg, results[first] if first in results else results)
+
+
+class SoftTeacherTrainer(DefaultTrainer):
+    """DefaultTrainer for Soft Teacher (and plain supervised) detectors.
+
+    Differences from DefaultTrainer:
+
+    - the train loader is ``soft_teacher.data.build_semisup_train_loader`` for Soft Teacher configs;
+    - ``SOLVER.REFERENCE_WORLD_SIZE`` scaling also scales ``SOLVER.IMS_PER_BATCH_UNLABELED``;
+    - hooks: :class:`TeacherEMA` and :class:`NoPseudoBoxWarning` for a teacher-student model,
+      and the :class:`PseudoLabelPrinter` console writer;
+    - checkpoints with :class:`SoftTeacherCheckpointer` (both models; plain Detectron2 weights
+      load into both);
+    - evaluation with COCOEvaluator of the models ``SOFT_TEACHER.EVAL_MODEL`` names, reported as
+      ``teacher/bbox/AP``, ``student/bbox/AP``, ...;
+    - a NaN/Inf loss stops training naming the iteration and the loss;
+    - datasets whose categories differ from each other or from the model stop before training;
+    - a CPU model (``MODEL.DEVICE cpu``) trains with several processes too (gloo).
+    """
+
+    def __init__(self, cfg: CfgNode):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+
+        device_ids = None if cfg.MODEL.DEVICE == "cpu" else [comm.get_local_rank()]
+        model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
+        step_trainer = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossSimpleTrainer
+        self._trainer = step_trainer(model, data_loader, optimizer)
+
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        # The trainer's state holds the iteration, the optimizer, the AMP grad scaler and the scheduler.
+        self.checkpointer = SoftTeacherCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        """The train loader; it checks the datasets' categories against each other and the model.
+
+        Soft Teacher configs: ``soft_teacher.data.build_semisup_train_loader``, yielding
+        ``{"labeled": [...], "unlabeled": [...]}``. Other configs: Detectron2's loader of
+        ``DATASETS.TRAIN`` with the labeled view's augmentations (the same as the Soft Teacher
+        runs', so baselines compare fairly).
+        """
+        if is_semi_supervised(cfg):
+            return build_semisup_train_loader(cfg)
+        if cfg.DATASETS.TRAIN_UNLABELED:
+            logger.warning(
+                f"MODEL.META_ARCHITECTURE is {cfg.MODEL.META_ARCHITECTURE}, which trains on labeled images only: "
+                f"DATASETS.TRAIN_UNLABELED {tuple(cfg.DATASETS.TRAIN_UNLABELED)} is ignored."
+            )
+        register_custom_datasets(cfg)
+        loader = build_detection_train_loader(cfg, mapper=LabeledDatasetMapper(cfg, is_train=True))
+        check_categories(cfg.DATASETS.TRAIN, (), cfg.DATASETS.TEST, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        return loader
+
+    def build_hooks(self):
+        """DefaultTrainer's hooks, with the teacher's EMA and the pseudo-box watch right after the LR scheduler.
+
+        So a checkpoint or an evaluation at iteration ``i`` sees the teacher updated at ``i``.
+        """
+        ret = super().build_hooks()
+        if is_teacher_student(self.model):
+            position = next(i for i, hook in enumerate(ret) if isinstance(hook, hooks.LRScheduler)) + 1
+            st = self.cfg.SOFT_TEACHER
+            ret[position:position] = [
+                TeacherEMA(st.EMA_MOMENTUM, st.BURN_IN_ITERS),
+                NoPseudoBoxWarning(st.NO_PSEUDO_BOX_WARN_ITERS),
+            ]
+        return ret
+
+    def build_writers(self):
+        """Detectron2's console, metrics.json and TensorBoard writers, and the pseudo-label console line."""
+        return super().build_writers() + [PseudoLabelPrinter()]
+
+    def train(self):
+        """Run training; returns the last evaluation results (``{"teacher": {...}, ...}``) if any."""
+        TrainerBase.train(self, self.start_iter, self.max_iter)
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            verify_expected_results(self.cfg, self._last_eval_results)
+        return getattr(self, "_last_eval_results", None)
+
+    @staticmethod
+    def auto_scale_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
+        """DefaultTrainer.auto_scale_workers, also scaling ``SOLVER.IMS_PER_BATCH_UNLABELED``.
+
+        The unlabeled images per GPU stay ``IMS_PER_BATCH_UNLABELED / REFERENCE_WORLD_SIZE``.
+        """
+        reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
+        scaled = DefaultTrainer.auto_scale_workers(cfg, num_workers)
+        if scaled is cfg:
+            return cfg
+        if cfg.SOLVER.IMS_PER_BATCH_UNLABELED % reference != 0:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH_UNLABELED ({cfg.SOLVER.IMS_PER_BATCH_UNLABELED}) must be a multiple of "
+                f"SOLVER.REFERENCE_WORLD_SIZE ({reference})."
+            )
+        frozen = scaled.is_frozen()
+        scaled.defrost()
+        scaled.SOLVER.IMS_PER_BATCH_UNLABELED = cfg.SOLVER.IMS_PER_BATCH_UNLABELED // reference * num_workers
+        if frozen:
+            scaled.freeze()
+        return scaled
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str = None):
+        """COCOEvaluator; its files (predictions, cached COCO json) go to ``output_folder``."""
+        return COCOEvaluator(dataset_name, output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model, evaluators=None):
+        """Evaluate on ``DATASETS.TEST``.
+
+        For a teacher-student model, each model ``SOFT_TEACHER.EVAL_MODEL`` names is evaluated on
+        its own and the results are nested under its name (``{"teacher": {"bbox": {"AP": ...}}}``,
+        which the EvalHook logs as ``teacher/bbox/AP``); evaluation files go to
+        ``OUTPUT_DIR/inference/<teacher|student>``. Other models: DefaultTrainer.test.
+        """
+        model = unwrap_model(model)
+        if not is_teacher_student(model):
+            return super().test(cfg, model, evaluators)
+        if not cfg.DATASETS.TEST:
+            return {}
+        results = OrderedDict()
+        for name in models_to_evaluate(cfg):
+            logger.info(f"Evaluating the {name} on {tuple(cfg.DATASETS.TEST)}")
+            model_evaluators = evaluators or [
+                cls.build_evaluator(cfg, dataset, os.path.join(cfg.OUTPUT_DIR, "inference", name))
+                for dataset in cfg.DATASETS.TEST
+            ]
+            results[name] = super().test(cfg, getattr(model, name), model_evaluators)
+        return results

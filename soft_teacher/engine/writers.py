@@ -1,0 +1,37 @@
+"""A console writer for what Detectron2's CommonMetricPrinter leaves out in semi-supervised runs."""
+import logging
+
+from detectron2.utils.events import EventWriter, get_event_storage
+
+
+class PseudoLabelPrinter(EventWriter):
+    """Logs one line per write with the pseudo-label statistics and the EMA momentum.
+
+    ``pseudo/*`` scalars (pseudo boxes per image for the RPN, classification and regression
+    losses, teacher score, precision and recall against hidden annotations) are median-smoothed
+    over the last ``window_size`` iterations, like CommonMetricPrinter's losses; ``ema_momentum``
+    is its latest value. Writes nothing while none of them has been logged in that window
+    (e.g. during burn-in). Complements CommonMetricPrinter (losses, lr, data time, ETA).
+    """
+
+    def __init__(self, window_size: int = 20):
+        self.logger = logging.getLogger("detectron2.utils.events")
+        self._window_size = window_size
+
+    def write(self):
+        storage = get_event_storage()
+        latest = storage.latest()
+        names = sorted(
+            name
+            for name, (_, iteration) in latest.items()
+            if (name.startswith("pseudo/") or name == "ema_momentum") and iteration > storage.iter - self._window_size
+        )
+        if not names:
+            return
+        fields = [
+            f"{name}: {storage.history(name).median(storage.count_samples(name, self._window_size)):.4g}"
+            if name.startswith("pseudo/")
+            else f"{name}: {latest[name][0]:.4g}"
+            for name in names
+        ]
+        self.logger.info(f" iter: {storage.iter}  " + "  ".join(fields))

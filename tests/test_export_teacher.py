@@ -1,0 +1,94 @@
+"""tools/export_teacher.py: the teacher as a plain checkpoint that stock Detectron2 loads and runs."""
+import importlib.util
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from detectron2.config import get_cfg as get_stock_detectron2_cfg
+from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
+from soft_teacher.engine import SoftTeacherCheckpointer
+
+from conftest import make_tiny_cfg
+from engine_helpers import REPO_ROOT, write_config
+
+_spec = importlib.util.spec_from_file_location("export_teacher", os.path.join(REPO_ROOT, "tools", "export_teacher.py"))
+export_teacher = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(export_teacher)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A config file and a SoftTeacher checkpoint whose teacher differs from its student."""
+    cfg = make_tiny_cfg()
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 64, 64
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.teacher.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    SoftTeacherCheckpointer(model, str(tmp_path)).save("model_final")
+    return cfg, model, write_config(cfg, tmp_path / "config.yaml"), str(tmp_path / "model_final.pth")
+
+
+def stock_predictor(cfg, weights):
+    """DefaultPredictor of stock Detectron2 (no Soft Teacher keys) with ``cfg``'s model section."""
+    stock = get_stock_detectron2_cfg()
+    stock.MODEL = cfg.MODEL.clone()
+    stock.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    stock.MODEL.WEIGHTS = weights
+    stock.INPUT.MIN_SIZE_TEST, stock.INPUT.MAX_SIZE_TEST = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+    return DefaultPredictor(stock)
+
+
+def test_exported_teacher_loads_in_stock_detectron2_and_predicts_like_the_teacher(trained, tmp_path):
+    cfg, model, config_file, checkpoint = trained
+    output = str(tmp_path / "teacher.pth")
+    assert export_teacher.main(["--config-file", config_file, "--checkpoint", checkpoint, "--output", output]) == 0
+
+    predictor = stock_predictor(cfg, output)
+    for name, value in model.teacher.state_dict().items():
+        assert torch.equal(predictor.model.state_dict()[name], value), name
+
+    image = np.random.RandomState(0).randint(0, 255, (64, 64, 3)).astype(np.uint8)  # BGR, at the test size
+    predicted = predictor(image)["instances"]
+    model.eval()
+    with torch.no_grad():
+        expected = model([{"image": torch.as_tensor(image.transpose(2, 0, 1).astype("float32")),
+                           "height": 64, "width": 64}])[0]["instances"]
+    assert len(predicted) > 0
+    torch.testing.assert_close(predicted.pred_boxes.tensor, expected.pred_boxes.tensor)
+    torch.testing.assert_close(predicted.scores, expected.scores)
+
+
+def test_export_of_a_checkpoint_without_teacher_writes_the_student_and_warns(trained, tmp_path):
+    cfg, model, config_file, _ = trained
+    student_only = {k: v for k, v in model.state_dict().items() if k.startswith("student.")}
+    torch.save({"model": student_only}, tmp_path / "student_only.pth")
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("soft_teacher.engine.checkpoint").addHandler(handler)
+    try:
+        exported = tmp_path / "exported.pth"
+        export_teacher.export_teacher(cfg, str(tmp_path / "student_only.pth"), str(exported))
+    finally:
+        logging.getLogger("soft_teacher.engine.checkpoint").removeHandler(handler)
+    assert any("no teacher weights" in r.getMessage() for r in records)
+    weights = torch.load(exported)["model"]
+    for name, value in model.student.state_dict().items():
+        assert torch.equal(weights[name], value), name
+
+
+def test_export_fails_clearly_on_a_plain_checkpoint_or_another_config(trained, tmp_path, capsys):
+    cfg, model, config_file, checkpoint = trained
+    torch.save({"model": model.teacher.state_dict()}, tmp_path / "plain.pth")
+    args = ["--config-file", config_file, "--output", str(tmp_path / "out.pth")]
+    assert export_teacher.main(args + ["--checkpoint", str(tmp_path / "plain.pth")]) == 2
+    assert "not a Soft Teacher checkpoint" in capsys.readouterr().err
+    assert export_teacher.main(args + ["--checkpoint", checkpoint, "MODEL.ROI_HEADS.NUM_CLASSES", "5"]) == 2
+    assert "does not match the config's detector" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out.pth")

@@ -1,0 +1,163 @@
+"""TeacherEMA, NoPseudoBoxWarning and PseudoLabelPrinter, driven by hand on stand-in models."""
+import logging
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from detectron2.utils.events import EventStorage
+from soft_teacher.engine import NoPseudoBoxWarning, PseudoLabelPrinter, TeacherEMA, unwrap_model
+
+
+class Twin(nn.Module):
+    """Teacher and student, each one scalar weight (and a float buffer)."""
+
+    def __init__(self, teacher_value, student_value):
+        super().__init__()
+        self.teacher = nn.Linear(1, 1, bias=False)
+        self.student = nn.Linear(1, 1, bias=False)
+        nn.init.constant_(self.teacher.weight, teacher_value)
+        nn.init.constant_(self.student.weight, student_value)
+
+
+def attach(hook, model, storage):
+    """A minimal trainer for ``hook``: the model, the storage and the current iteration."""
+    hook.trainer = SimpleNamespace(model=model, storage=storage, iter=0)
+    return hook.trainer
+
+
+def run_steps(hook, trainer, storage, iterations, before_hook=lambda it: None):
+    for it in iterations:
+        trainer.iter = storage.iter = it
+        before_hook(it)
+        hook.after_step()
+
+
+class RecordList(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def clear(self):
+        self.records = []
+
+
+@pytest.fixture
+def captured():
+    """The records logged by the hooks and the writers (handlers attached directly: Detectron2's
+    setup_logger stops propagation to the root logger, where caplog listens)."""
+    handler = RecordList()
+    loggers = [logging.getLogger("soft_teacher.engine.hooks"), logging.getLogger("detectron2.utils.events")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield handler
+    for logger, level in zip(loggers, levels):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_teacher_ema_applies_the_ema_formula_after_a_step():
+    model = Twin(teacher_value=1.0, student_value=3.0)
+    with EventStorage(0) as storage:
+        hook = TeacherEMA(momentum=0.9)
+        trainer = attach(hook, model, storage)
+        run_steps(hook, trainer, storage, [0])
+        # 0.9 * 1.0 + 0.1 * 3.0
+        assert model.teacher.weight.item() == pytest.approx(1.2)
+        assert model.student.weight.item() == 3.0
+        assert storage.latest()["ema_momentum"] == (0.9, 0)
+
+
+def test_teacher_ema_leaves_teacher_during_burn_in_then_copies_student():
+    model = Twin(teacher_value=1.0, student_value=3.0)
+    with EventStorage(0) as storage:
+        hook = TeacherEMA(momentum=0.5, burn_in_iters=3)
+        trainer = attach(hook, model, storage)
+        run_steps(hook, trainer, storage, [0, 1])
+        assert model.teacher.weight.item() == 1.0
+        assert "ema_momentum" not in storage.latest()
+        run_steps(hook, trainer, storage, [2])  # the last burn-in iteration
+        assert model.teacher.weight.item() == 3.0
+        assert storage.latest()["ema_momentum"] == (0.0, 2)
+        nn.init.constant_(model.student.weight, 5.0)
+        run_steps(hook, trainer, storage, [3])
+        assert model.teacher.weight.item() == pytest.approx(0.5 * 3.0 + 0.5 * 5.0)
+
+
+def test_teacher_ema_reaches_the_model_inside_a_data_parallel_wrapper():
+    model = Twin(teacher_value=0.0, student_value=1.0)
+    wrapped = nn.DataParallel(model)
+    assert unwrap_model(wrapped) is model
+    with EventStorage(0) as storage:
+        hook = TeacherEMA(momentum=0.75)
+        run_steps(hook, attach(hook, wrapped, storage), storage, [0])
+    assert model.teacher.weight.item() == pytest.approx(0.25)
+
+
+def test_teacher_ema_rejects_a_momentum_outside_0_1():
+    with pytest.raises(ValueError, match="EMA_MOMENTUM"):
+        TeacherEMA(momentum=1.5)
+
+
+def put_boxes(storage, counts):
+    """A before_hook putting ``counts[it]`` pseudo boxes per image at iteration ``it`` (None: not put)."""
+    def before(it):
+        if counts[it] is not None:
+            storage.put_scalar("pseudo/boxes_per_image_cls", counts[it])
+    return before
+
+
+def warnings_of(captured):
+    return [r for r in captured.records if r.levelno == logging.WARNING and "No pseudo box" in r.getMessage()]
+
+
+def test_no_pseudo_box_warning_after_patience_zero_iterations_in_a_row(captured):
+    counts = [0.0, 0.0, 2.0, 0.0, 0.0, 0.0]
+    with EventStorage(0) as storage:
+        hook = NoPseudoBoxWarning(patience=3)
+        run_steps(hook, attach(hook, None, storage), storage, range(6), put_boxes(storage, counts))
+    warned = warnings_of(captured)
+    assert len(warned) == 1  # iterations 0-1 were reset by iteration 2's boxes
+    message = warned[0].getMessage()
+    assert "3 iterations in a row (iterations 3 to 5)" in message
+    assert "class-list mismatch" in message and "BURN_IN_ITERS" in message and "CLS_PSEUDO_THRESH" in message
+
+
+def test_no_pseudo_box_warning_skips_iterations_without_pseudo_labels(captured):
+    # Burn-in iterations (no pseudo/ scalars) neither count nor reset the streak.
+    counts = [None, None, None, 0.0, None, 0.0]
+    with EventStorage(0) as storage:
+        hook = NoPseudoBoxWarning(patience=2)
+        run_steps(hook, attach(hook, None, storage), storage, range(6), put_boxes(storage, counts))
+    assert len(warnings_of(captured)) == 1
+
+
+def test_no_pseudo_box_warning_repeats_every_patience_iterations_and_0_disables(captured):
+    with EventStorage(0) as storage:
+        hook = NoPseudoBoxWarning(patience=2)
+        run_steps(hook, attach(hook, None, storage), storage, range(6), put_boxes(storage, [0.0] * 6))
+    assert len(warnings_of(captured)) == 3
+    captured.clear()
+    with EventStorage(0) as storage:
+        hook = NoPseudoBoxWarning(patience=0)
+        run_steps(hook, attach(hook, None, storage), storage, range(6), put_boxes(storage, [0.0] * 6))
+    assert warnings_of(captured) == []
+
+
+def test_pseudo_label_printer_logs_smoothed_pseudo_stats_and_momentum(captured):
+    with EventStorage(0) as storage:
+        PseudoLabelPrinter().write()  # nothing logged yet: no line
+        for it, boxes in enumerate([1.0, 5.0, 3.0]):
+            storage.iter = it
+            storage.put_scalar("pseudo/boxes_per_image_cls", boxes)
+            storage.put_scalar("ema_momentum", 0.999, smoothing_hint=False)
+            storage.put_scalar("sup_loss_cls", 1.0)
+        PseudoLabelPrinter().write()
+    lines = [r.getMessage() for r in captured.records if "pseudo/" in r.getMessage()]
+    assert lines == [" iter: 2  ema_momentum: 0.999  pseudo/boxes_per_image_cls: 3"]

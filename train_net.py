@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Train or evaluate a Soft Teacher detector (or a supervised baseline), the Detectron2 way.
+
+    python train_net.py --config-file configs/coco/soft_teacher_R50_FPN_10pct.yaml --num-gpus 8
+    python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file CONFIG --resume          # continue from OUTPUT_DIR/last_checkpoint
+
+Several machines: run on each with ``--num-machines N --machine-rank R --dist-url tcp://HOST0:PORT``.
+``MODEL.DEVICE cpu`` runs every process on the CPU (gloo backend). ``--eval-only`` evaluates the
+model(s) ``SOFT_TEACHER.EVAL_MODEL`` names: the teacher by default, or ``student`` or ``both``.
+"""
+import sys
+
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+import soft_teacher  # noqa: F401  (registers the meta-architecture and the datasets)
+from soft_teacher.data import register_custom_datasets
+from soft_teacher.engine import (
+    ConfigError,
+    SoftTeacherCheckpointer,
+    SoftTeacherTrainer,
+    launch_on_device,
+    load_config,
+    verify_expected_results,
+)
+
+
+def setup(args):
+    """The frozen config of ``--config-file`` and the options; Detectron2's setup, and this package's logging."""
+    cfg = load_config(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soft_teacher")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    register_custom_datasets(cfg)
+    if args.eval_only:
+        model = SoftTeacherTrainer.build_model(cfg)
+        SoftTeacherCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = SoftTeacherTrainer.test(cfg, model)
+        if comm.is_main_process() and results:
+            verify_expected_results(cfg, results)
+        return results
+
+    trainer = SoftTeacherTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main() -> None:
+    args = default_argument_parser().parse_args()
+    try:
+        cfg = load_config(args.config_file, args.opts)
+    except ConfigError as err:
+        sys.exit(f"train_net.py: error: {err}")
+    launch_on_device(
+        main,
+        cfg.MODEL.DEVICE,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
