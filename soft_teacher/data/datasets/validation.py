@@ -1,0 +1,81 @@
+"""Checks of dataset content that fail early with a message saying what is wrong and where."""
+import logging
+from typing import List, Optional, Sequence
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+__all__ = ["check_boxes", "check_categories"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_boxes(dataset_dicts: List[dict], source: str) -> None:
+    """Raise ``ValueError`` naming the image and the box if any annotation box has a negative width or height.
+
+    Args:
+        dataset_dicts: Detectron2 dataset dicts whose "annotations" hold "bbox" in "bbox_mode".
+        source: where the dicts come from (dataset name and file), quoted in the message.
+    """
+    for record in dataset_dicts:
+        for index, anno in enumerate(record.get("annotations", ())):
+            x0, y0, x1, y1 = BoxMode.convert(list(anno["bbox"]), anno["bbox_mode"], BoxMode.XYXY_ABS)
+            if x1 < x0 or y1 < y0:
+                raise ValueError(
+                    f"{source}: annotation #{index} of image '{record['file_name']}' (image id "
+                    f"{record.get('image_id')}) has a box of negative size: bbox={list(anno['bbox'])} in "
+                    f"{BoxMode(anno['bbox_mode']).name}, i.e. width {x1 - x0:g} and height {y1 - y0:g}. "
+                    "Boxes need width >= 0 and height >= 0 (COCO's bbox is [x, y, width, height]); fix or drop it."
+                )
+
+
+def _describe(name: str) -> str:
+    json_file = MetadataCatalog.get(name).get("json_file")
+    return f"'{name}'" + (f" ({json_file})" if json_file else "")
+
+
+def _thing_classes(name: str, load_if_unknown: bool) -> Optional[List[str]]:
+    """The dataset's category names; a lazily registered COCO-format set must be loaded to know them."""
+    meta = MetadataCatalog.get(name)
+    if "thing_classes" not in meta.as_dict() and load_if_unknown and name in DatasetCatalog.list():
+        DatasetCatalog.get(name)
+    return meta.get("thing_classes")
+
+
+def check_categories(labeled: Sequence[str], unlabeled: Sequence[str], test: Sequence[str], num_classes: int) -> None:
+    """Raise ``ValueError`` if datasets disagree on their categories or with the model's class count.
+
+    Args:
+        labeled: names of the labeled training sets (already loaded, so their metadata is set).
+        unlabeled: names of the unlabeled training sets (already loaded); plain image folders,
+            which have no categories, are skipped.
+        test: names of the test sets; a COCO-format set whose json was not read yet is
+            loaded to learn its categories.
+        num_classes: ``MODEL.ROI_HEADS.NUM_CLASSES``.
+    """
+    reference = labeled[0]
+    classes = MetadataCatalog.get(reference).get("thing_classes")
+    if classes is None:
+        logger.warning("Dataset '%s' declares no categories (thing_classes); category checks skipped.", reference)
+        return
+    if len(classes) != num_classes:
+        raise ValueError(
+            f"Training set {_describe(reference)} has {len(classes)} categories {list(classes)} but "
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}: set MODEL.ROI_HEADS.NUM_CLASSES {len(classes)}."
+        )
+    compared = [("DATASETS.TRAIN", name, False) for name in labeled[1:]]
+    compared += [("DATASETS.TRAIN_UNLABELED", name, False) for name in unlabeled]
+    compared += [("DATASETS.TEST", name, True) for name in test]
+    for role, name, load_if_unknown in compared:
+        other = _thing_classes(name, load_if_unknown)
+        if other is None or list(other) == list(classes):
+            continue
+        only_ref = [c for c in classes if c not in other]
+        only_other = [c for c in other if c not in classes]
+        detail = (f"only in '{reference}': {only_ref}; only in '{name}': {only_other}"
+                  if only_ref or only_other else "the same names in another order")
+        raise ValueError(
+            f"{role} set {_describe(name)} has categories {list(other)}, but training set "
+            f"{_describe(reference)} has {list(classes)} ({detail}). All training, unlabeled and test sets "
+            "must have the same categories in the same order (COCO jsons: the same names for the same ids)."
+        )

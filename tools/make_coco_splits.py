@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Write the standard COCO partial splits (labeled fold@percent and its unlabeled complement).
+
+For fold ``s`` and percent ``p``: numpy's RNG seeded with ``s`` draws
+``np.random.choice(range(N), size=int(p / 100 * N), replace=False)`` over the ``N``
+images of ``instances_train2017.json`` in file order, which gives the same image ids as
+the published splits. Writes, next to the annotations:
+
+    annotations/semi_supervised/instances_train2017.{s}@{p}.json
+    annotations/semi_supervised/instances_train2017.{s}@{p}-unlabeled.json
+
+which ``soft_teacher`` registers as ``coco_2017_train_{p}pct_{s}`` and ``..._unlabeled``.
+
+Example (all 20 standard splits, from $DETECTRON2_DATASETS/coco):
+
+    python tools/make_coco_splits.py --coco-root datasets/coco --percent 1 2 5 10 --fold 1 2 3 4 5
+"""
+import argparse
+import json
+import os
+import sys
+
+from soft_teacher.data.datasets.coco_partial import split_coco, split_json_paths
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--coco-root", default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "coco"),
+                        help="COCO folder holding annotations/instances_train2017.json (default: %(default)s)")
+    parser.add_argument("--annotation-file", default=None,
+                        help="the full-set json to split (default: <coco-root>/annotations/instances_train2017.json)")
+    parser.add_argument("--percent", type=float, nargs="+", default=[1, 2, 5, 10],
+                        help="labeled percentages (default: %(default)s)")
+    parser.add_argument("--fold", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+                        help="folds, i.e. numpy seeds (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    annotation_dir = os.path.join(args.coco_root, "annotations")
+    source = args.annotation_file or os.path.join(annotation_dir, "instances_train2017.json")
+    if not os.path.isfile(source):
+        sys.exit(f"error: {source} does not exist; download COCO's annotations_trainval2017.zip and unzip it "
+                 f"into {args.coco_root}, or pass --annotation-file.")
+    print(f"Reading {source} ...")
+    with open(source) as f:
+        coco = json.load(f)
+    os.makedirs(os.path.join(annotation_dir, "semi_supervised"), exist_ok=True)
+    for percent in args.percent:
+        for fold in args.fold:
+            parts = split_coco(coco, percent, fold)
+            for part, path in zip(parts, split_json_paths(annotation_dir, percent, fold)):
+                with open(path, "w") as f:
+                    json.dump(part, f)
+                print(f"{path}: {len(part['images'])} images, {len(part['annotations'])} annotations")
+
+
+if __name__ == "__main__":
+    main()
