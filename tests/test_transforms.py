@@ -61,7 +61,8 @@ def test_cv2_resize_matches_detectron2s_pil_resize():
 
 @pytest.mark.parametrize(
     "matrix",
-    [translation_matrix(7, -5), rotation_matrix(90, (W / 2, H / 2)), translation_matrix(W - 3, 4) @ np.diag([-1.0, 1.0, 1.0])],
+    [translation_matrix(7, -5), rotation_matrix(90, (W / 2, H / 2)),
+     translation_matrix(W - 3, 4) @ np.diag([-1.0, 1.0, 1.0])],
     ids=["integer-translation", "rotate-90-about-centre", "mirror"],
 )
 def test_affine_pixel_exact_cases_agree_to_the_pixel(matrix):

@@ -128,7 +128,8 @@ class RandomAffine(T.Augmentation):
         op = self.ops[np.random.randint(len(self.ops))]
         if op == "translate":
             shift = np.random.uniform(-self.translate_frac, self.translate_frac)
-            matrix = translation_matrix(shift * w, 0.0) if np.random.rand() < 0.5 else translation_matrix(0.0, shift * h)
+            along_x = np.random.rand() < 0.5
+            matrix = translation_matrix(shift * w, 0.0) if along_x else translation_matrix(0.0, shift * h)
         elif op == "rotate":
             matrix = rotation_matrix(np.random.uniform(-self.rotate_deg, self.rotate_deg), center)
         else:
