@@ -6,6 +6,7 @@ import torch
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+from soft_teacher.modeling.pseudo_label_quality import count_true_positives
 from soft_teacher.modeling.pseudo_labels import (
     jitter_boxes,
     jitter_uncertainty,
@@ -20,7 +21,8 @@ IMAGE_SIZE = (128, 128)
 
 def random_views(num_images, generator_seed=0):
     g = torch.Generator().manual_seed(generator_seed)
-    return [{"image": torch.randint(0, 256, (3, *IMAGE_SIZE), dtype=torch.uint8, generator=g)} for _ in range(num_images)]
+    images = [torch.randint(0, 256, (3, *IMAGE_SIZE), dtype=torch.uint8, generator=g) for _ in range(num_images)]
+    return [{"image": image} for image in images]
 
 
 @pytest.fixture
@@ -154,3 +156,15 @@ def test_background_probability_is_the_teachers_softmax_background_column(teache
     boxes = [Boxes(torch.tensor([[10.0, 10, 40, 50]])), Boxes(torch.tensor([[0.0, 0, 20, 20], [5.0, 5, 100, 90]]))]
     probs = teacher_background_probs(teacher.roi_heads, teacher_features(teacher, views), boxes)
     assert probs.tolist() == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():
+    pseudo = Instances(IMAGE_SIZE)
+    pseudo.gt_boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [50.0, 50, 60, 60], [0.0, 0, 10, 10]]))
+    pseudo.gt_classes = torch.tensor([0, 0, 1, 2])
+    pseudo.scores = torch.tensor([0.6, 0.9, 0.95, 0.99])
+    annotations = Instances(IMAGE_SIZE, gt_boxes=Boxes(torch.tensor([[0.0, 0, 10, 10], [50.0, 50, 70, 70]])))
+    annotations.gt_classes = torch.tensor([0, 1])
+    # the class-0 annotation goes to the 0.9 box (IoU 0.82) first, leaving the 0.6 duplicate unmatched;
+    # the class-1 box has IoU 0.25 (< 0.5); the class-2 box overlaps exactly but has the wrong class
+    assert count_true_positives(pseudo, annotations) == 1

@@ -88,7 +88,8 @@ def regression_uncertainty(regressed: torch.Tensor, min_side: float = 1e-6) -> t
     """
     mean_box = regressed.mean(dim=0)
     sizes = (mean_box[:, 2:] - mean_box[:, :2]).repeat(1, 2).clamp(min=min_side)
-    return (regressed.std(dim=0) / sizes).mean(dim=1)
+    std = ((regressed - mean_box).square().sum(dim=0) / (len(regressed) - 1)).sqrt()  # also quiet for N = 0
+    return (std / sizes).mean(dim=1)
 
 
 @torch.no_grad()

@@ -183,11 +183,15 @@ class SoftTeacher(nn.Module):
         )
         images = self.student.preprocess_image([d["student"] for d in unlabeled])
         features = self.student.backbone(images.tensor)
-        teacher_matrices = [d["teacher"]["transform_matrix"].to(self.device) for d in unlabeled]
-        student_matrices = [d["student"]["transform_matrix"].to(self.device) for d in unlabeled]
+        matrices = [
+            (d["teacher"]["transform_matrix"].to(self.device), d["student"]["transform_matrix"].to(self.device))
+            for d in unlabeled
+        ]
+        teacher_to_student = [view_to_view_matrix(a_t, a_s) for a_t, a_s in matrices]  # M
+        student_to_teacher = [view_to_view_matrix(a_s, a_t) for a_t, a_s in matrices]  # inverse(M)
         pseudo_labels = [
-            instances_to_view(p, view_to_view_matrix(a_t, a_s), size)
-            for p, a_t, a_s, size in zip(teacher_out.pseudo_labels, teacher_matrices, student_matrices, images.image_sizes)
+            instances_to_view(p, m, size)
+            for p, m, size in zip(teacher_out.pseudo_labels, teacher_to_student, images.image_sizes)
         ]
         rpn_sets = [p[p.scores >= self.rpn_pseudo_thresh] for p in pseudo_labels]
         cls_sets = [p[p.scores >= self.cls_pseudo_thresh] for p in pseudo_labels]
@@ -205,7 +209,7 @@ class SoftTeacher(nn.Module):
                 cls_sets,
                 self.teacher.roi_heads,
                 teacher_out.features,
-                [view_to_view_matrix(a_s, a_t) for a_t, a_s in zip(teacher_matrices, student_matrices)],
+                student_to_teacher,
             )
             losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
         return {f"unsup_{name}": value * self.unsup_weight for name, value in losses.items()}

@@ -1,0 +1,64 @@
+"""EMA of the teacher: t = m * t + (1 - m) * s on parameters and float buffers, integer buffers copied."""
+import pytest
+import torch
+from torch import nn
+
+from soft_teacher.modeling.ema import copy_student_to_teacher, ema_update
+
+
+def tiny_net(seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    net.train()
+    net(torch.randn(8, 3))  # moves the BatchNorm running statistics and counts one batch
+    return net
+
+
+def snapshot(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_ema_update_follows_the_formula_on_parameters_and_float_buffers():
+    teacher, student = tiny_net(0), tiny_net(1)
+    student(torch.randn(8, 3))  # the student has now seen 2 batches, the teacher 1
+    before_t, before_s = snapshot(teacher), snapshot(student)
+    ema_update(teacher, student, momentum=0.9)
+    after = teacher.state_dict()
+    for name in ("0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var"):
+        assert torch.allclose(after[name], 0.9 * before_t[name] + 0.1 * before_s[name]), name
+    assert after["1.num_batches_tracked"].item() == 2  # integer buffer: copied from the student
+    assert torch.equal(snapshot(student)["0.weight"], before_s["0.weight"])  # the student is untouched
+
+
+def test_momentum_one_keeps_the_teacher_and_zero_copies_the_student():
+    teacher, student = tiny_net(0), tiny_net(1)
+    before = snapshot(teacher)
+    ema_update(teacher, student, momentum=1.0)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items() if "num_batches" not in k)
+    ema_update(teacher, student, momentum=0.0)
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in teacher.state_dict().items())
+
+
+def test_copy_student_to_teacher_makes_them_identical():
+    teacher, student = tiny_net(0), tiny_net(1)
+    with torch.no_grad():
+        teacher[0].weight.fill_(float("nan"))  # copied over, not averaged with
+    copy_student_to_teacher(teacher, student)
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in teacher.state_dict().items())
+
+
+def test_ema_update_keeps_a_frozen_teacher_frozen_and_out_of_the_graph():
+    teacher, student = tiny_net(0), tiny_net(1)
+    teacher.requires_grad_(False)
+    ema_update(teacher, student, momentum=0.5)
+    assert all(not p.requires_grad and p.grad_fn is None for p in teacher.parameters())
+
+
+def test_different_architectures_are_refused():
+    with pytest.raises(ValueError, match="same architecture"):
+        ema_update(nn.Linear(3, 2), nn.Sequential(nn.Linear(3, 2)), momentum=0.9)
+
+
+def test_a_momentum_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="EMA_MOMENTUM"):
+        ema_update(tiny_net(0), tiny_net(1), momentum=1.5)
