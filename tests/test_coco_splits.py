@@ -89,17 +89,20 @@ def test_registered_split_loads_what_the_tool_wrote(coco_root):
     assert all(os.path.isfile(d["file_name"]) and d["annotations"] for d in labeled + unlabeled)
 
 
-def test_missing_split_names_the_file_and_the_command(coco_root):
+def test_missing_files_are_named_with_how_to_get_them(coco_root):
     register_coco_partial(coco_root)
     with pytest.raises(FileNotFoundError, match=r"instances_train2017\.4@5\.json.*\n.*python tools/make_coco_splits"
                                                 r"\.py --coco-root .* --percent 5 --fold 4"):
         DatasetCatalog.get("coco_2017_train_5pct_4")
+    with pytest.raises(FileNotFoundError, match=r"coco/unlabeled2017'.*download .*unlabeled2017\.zip"):
+        DatasetCatalog.get("coco_2017_unlabel")
 
 
 def test_all_standard_splits_and_unlabeled2017_are_registered_with_coco_metadata():
     names = [f"coco_2017_train_{p}pct_{s}{u}" for p in (1, 2, 5, 10) for s in range(1, 6) for u in ("", "_unlabeled")]
-    for name in names + ["coco_2017_unlabel"]:
+    for name in names:
         assert name in DatasetCatalog.list()
         assert len(MetadataCatalog.get(name).thing_classes) == 80
+    assert "coco_2017_unlabel" in DatasetCatalog.list()
     assert MetadataCatalog.get("coco_2017_train_1pct_1").json_file.endswith(
         os.path.join("coco", "annotations", "semi_supervised", "instances_train2017.1@1.json"))

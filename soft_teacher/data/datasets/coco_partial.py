@@ -125,8 +125,9 @@ def register_coco_partial(root: str) -> List[str]:
                                                                                            coco_root),
                           json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
                 names.append(name)
+    # Images only: no categories, so that it can serve as unlabeled data for any labeled set.
     unlabeled_root = os.path.join(coco_root, "unlabeled2017")
     _register("coco_2017_unlabel", lambda: _load_unlabeled2017("coco_2017_unlabel", unlabeled_root),
-              image_root=unlabeled_root, **metadata)
+              image_root=unlabeled_root)
     names.append("coco_2017_unlabel")
     return names
