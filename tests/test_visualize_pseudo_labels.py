@@ -149,8 +149,10 @@ def test_unknown_input_says_what_is_accepted(tmp_path):
         tool.image_dicts(str(tmp_path / "missing"))
 
 
-def write_tiny_run(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
     """A tiny config file, its checkpoint and a folder of two images."""
+    tmp_path = tmp_path_factory.mktemp("tiny_run")
     cfg = make_tiny_cfg(num_classes=3)
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(cfg.dump())
@@ -163,8 +165,8 @@ def write_tiny_run(tmp_path):
     return str(config_file), str(tmp_path / "tiny.pth"), str(images)
 
 
-def test_command_line_draws_each_image_of_a_folder(known_teacher, tmp_path, capsys):
-    config_file, checkpoint, images = write_tiny_run(tmp_path)
+def test_command_line_draws_each_image_of_a_folder(known_teacher, tiny_run, tmp_path, capsys):
+    config_file, checkpoint, images = tiny_run
     output = str(tmp_path / "pictures")
     argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--input", images, "--output", output,
             "--num", "2", "MODEL.DEVICE", "cpu"]
@@ -174,9 +176,27 @@ def test_command_line_draws_each_image_of_a_folder(known_teacher, tmp_path, caps
     assert capsys.readouterr().out.count("4 pseudo boxes") == 2
 
 
-def test_command_line_reports_a_missing_checkpoint(tmp_path, capsys):
-    config_file, _, images = write_tiny_run(tmp_path)
+def test_command_line_reports_a_missing_checkpoint(tiny_run, tmp_path, capsys):
+    config_file, _, images = tiny_run
     missing = str(tmp_path / "nope.pth")
     argv = ["--config-file", config_file, "--checkpoint", missing, "--input", images, "--output", str(tmp_path)]
     assert tool.main(argv) == 2
     assert f"Checkpoint {missing} not found" in capsys.readouterr().err
+
+
+def test_command_line_reports_a_missing_dataset_folder_from_the_config(tiny_run, tmp_path, capsys):
+    config_file, checkpoint, _ = tiny_run
+    missing = str(tmp_path / "no_such_folder")
+    folders = f"(('vis_test_missing_folder', '{missing}'),)"
+    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--input", "vis_test_missing_folder",
+            "--output", str(tmp_path), "DATASETS.CUSTOM_UNLABELED_FOLDERS", folders]
+    assert tool.main(argv) == 2
+    assert f"'{missing}' does not exist" in capsys.readouterr().err
+
+
+def test_command_line_reports_an_unknown_config_key(tiny_run, tmp_path, capsys):
+    config_file, checkpoint, images = tiny_run
+    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--input", images, "--output", str(tmp_path),
+            "SOFT_TEACHER.CLS_PSEUDO_TRESH", "0.8"]
+    assert tool.main(argv) == 2
+    assert "SOFT_TEACHER.CLS_PSEUDO_THRESH" in capsys.readouterr().err  # the closest existing key

@@ -40,7 +40,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from soft_teacher.data import UnlabeledDatasetMapper, register_custom_datasets
-from soft_teacher.engine import ConfigError, SoftTeacherCheckpointer, load_config
+from soft_teacher.engine import SoftTeacherCheckpointer, load_config
 from soft_teacher.modeling import instances_to_view, teacher_pseudo_labels, view_to_view_matrix
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -300,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         register_custom_datasets(cfg)
         dataset_dicts = image_dicts(args.input, args.num)
         model = load_model(cfg, args.checkpoint)
-    except (ConfigError, FileNotFoundError) as err:
+    except (FileNotFoundError, ValueError) as err:  # ValueError includes ConfigError; the message says what to fix
         print(f"error: {err}", file=sys.stderr)
         return 2
     seed_all_rng(args.seed)
