@@ -33,7 +33,8 @@ def test_eval_only_prints_coco_ap_of_the_checkpoints_teacher(tmp_path):
     SoftTeacherCheckpointer(model, str(tmp_path)).save("trained")
     config_file = write_config(cfg, tmp_path / "config.yaml")
 
-    result = run_train_net(["--config-file", config_file, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "trained.pth")])
+    weights = str(tmp_path / "trained.pth")
+    result = run_train_net(["--config-file", config_file, "--eval-only", "MODEL.WEIGHTS", weights])
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Evaluating the teacher on ('tiny_test',)" in result.stdout
     assert "Evaluating the student" not in result.stdout

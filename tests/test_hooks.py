@@ -3,7 +3,6 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-import torch
 from torch import nn
 
 from detectron2.utils.events import EventStorage

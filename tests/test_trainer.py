@@ -80,12 +80,35 @@ def test_auto_scale_workers_also_scales_the_unlabeled_batch(tmp_path):
         SoftTeacherTrainer.auto_scale_workers(cfg, 4)
 
 
+def test_gradient_clipping_from_solver_keys_bounds_the_step(tmp_path):
+    cfg = stand_in_cfg(tmp_path, max_iter=1)
+    cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.WARMUP_ITERS = 1.0, 0.0, 0.0, 0
+    cfg.SOLVER.STEPS = ()
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1e-3
+    trainer = StandInTrainer(cfg)
+    before = {k: v.clone() for k, v in unwrap_model(trainer.model).student.named_parameters()}
+    trainer.train()
+    for name, param in unwrap_model(trainer.model).student.named_parameters():
+        # lr 1, no momentum or decay: each coordinate moves by its clipped gradient, at most 1e-3.
+        assert (param.detach() - before[name]).abs().max() <= 1e-3 + 1e-7, name
+
+
+def test_mixed_precision_on_a_cpu_model_fails_before_training(tmp_path):
+    cfg = stand_in_cfg(tmp_path)
+    cfg.SOLVER.AMP.ENABLED = True
+    with pytest.raises(ValueError, match="SOLVER.AMP.ENABLED .* needs a CUDA device but MODEL.DEVICE is 'cpu'"):
+        StandInTrainer(cfg)
+
+
 class TeacherBeforeLastStep(HookBase):
     """Keeps a copy of the teacher's parameters before the last iteration."""
 
     def before_step(self):
         if self.trainer.iter == self.trainer.max_iter - 1:
-            self.teacher = {k: v.detach().clone() for k, v in unwrap_model(self.trainer.model).teacher.named_parameters()}
+            teacher = unwrap_model(self.trainer.model).teacher
+            self.teacher = {k: v.detach().clone() for k, v in teacher.named_parameters()}
 
 
 @pytest.mark.slow

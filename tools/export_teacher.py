@@ -72,7 +72,7 @@ def export_teacher(cfg: CfgNode, checkpoint_path: str, output_path: str) -> None
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="the config the checkpoint was trained with")
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="the config of the checkpoint's run")
     parser.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint written by train_net.py")
     parser.add_argument("--output", required=True, metavar="FILE", help="where to write the teacher (.pth)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")

@@ -97,5 +97,5 @@ class SoftTeacherCheckpointer(DetectionCheckpointer):
         self.logger.info("Loaded a single detector's weights into the student; the teacher is a copy of the student.")
         # The teacher was filled by the copy; pixel_mean/std come from the config (as DetectionCheckpointer says).
         ignored = {STUDENT_PREFIX + "pixel_mean", STUDENT_PREFIX + "pixel_std"}
-        missing = [key for key in incompatible.missing_keys if not key.startswith(TEACHER_PREFIX) and key not in ignored]
+        missing = [k for k in incompatible.missing_keys if not k.startswith(TEACHER_PREFIX) and k not in ignored]
         return incompatible._replace(missing_keys=missing)

@@ -43,7 +43,7 @@ class TeacherEMA(HookBase):
         model = unwrap_model(self.trainer.model)
         if finished_iters == self._burn_in_iters:
             copy_student_to_teacher(model.teacher, model.student)
-            logger.info(f"Burn-in finished after {finished_iters} iterations: the teacher is now a copy of the student.")
+            logger.info(f"Burn-in finished after {finished_iters} iterations: the teacher is a copy of the student.")
             momentum = 0.0
         else:
             ema_update(model.teacher, model.student, self._momentum)

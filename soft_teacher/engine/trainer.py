@@ -78,6 +78,11 @@ class SoftTeacherTrainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+            raise ValueError(
+                f"SOLVER.AMP.ENABLED (mixed precision) needs a CUDA device but MODEL.DEVICE is "
+                f"'{cfg.MODEL.DEVICE}': set SOLVER.AMP.ENABLED False."
+            )
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
