@@ -157,6 +157,9 @@ def test_pseudo_label_printer_logs_smoothed_pseudo_stats_and_momentum(captured):
             storage.put_scalar("pseudo/boxes_per_image_cls", boxes)
             storage.put_scalar("ema_momentum", 0.999, smoothing_hint=False)
             storage.put_scalar("sup_loss_cls", 1.0)
-        PseudoLabelPrinter().write()
+        printer = PseudoLabelPrinter()
+        printer.write()
+        storage.iter = 3  # after training: Detectron2 writes once more, with nothing new to print
+        printer.write()
     lines = [r.getMessage() for r in captured.records if "pseudo/" in r.getMessage()]
     assert lines == [" iter: 2  ema_momentum: 0.999  pseudo/boxes_per_image_cls: 3"]

@@ -48,6 +48,15 @@ def test_resume_after_a_stop_gives_the_teacher_of_the_uninterrupted_run(tmp_path
         torch.testing.assert_close(final[name], expected[name], rtol=0, atol=1e-7, msg=name)
 
 
+def test_lr_follows_detectron2_warm_up_and_steps(tmp_path):
+    trainer = StandInTrainer(stand_in_cfg(tmp_path))  # lr 0.1, linear warm-up over 2 iterations, x0.1 at 3
+    assert trainer.cfg.SOLVER.WARMUP_FACTOR == 0.001
+    trainer.train()
+    lrs = [lr for lr, _ in trainer.storage.history("lr").values()]
+    # Warm-up factor at iteration i: 0.001 + (1 - 0.001) * i / 2.
+    assert lrs == pytest.approx([0.1 * 0.001, 0.1 * 0.5005, 0.1, 0.01, 0.01, 0.01])
+
+
 def test_nan_loss_stops_training_naming_the_iteration_and_the_loss(tmp_path):
     class NaNAtIteration2(StandInTrainer):
         nan_at_iter = 2

@@ -19,8 +19,9 @@ class TeacherEMA(HookBase):
     - ``i + 1 == burn_in_iters``: ``teacher <- student`` (end of burn-in);
     - otherwise: ``teacher <- m * teacher + (1 - m) * student``.
 
-    Logs ``ema_momentum``: ``m``, or 0 at the end-of-burn-in copy. Must run on every rank
-    (each keeps its own teacher, identical because DDP keeps the students identical).
+    Logs ``ema_momentum``: ``m``, or 0 at the end-of-burn-in copy. Must run on every rank: each
+    keeps its own teacher, whose parameters stay identical because DDP keeps the students'
+    identical (plain BatchNorm running statistics are per rank, as in Detectron2).
     """
 
     def __init__(self, momentum: float, burn_in_iters: int = 0):

@@ -87,6 +87,8 @@ class SoftTeacherTrainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
 
+        # DDP averages the gradients of the parameters that get them: the student's (the teacher's never
+        # require grad). It wraps the whole model, whose one forward call per step runs both losses.
         device_ids = None if cfg.MODEL.DEVICE == "cpu" else [comm.get_local_rank()]
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
         step_trainer = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossSimpleTrainer

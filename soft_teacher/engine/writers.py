@@ -11,27 +11,30 @@ class PseudoLabelPrinter(EventWriter):
     losses, teacher score, precision and recall against hidden annotations) are median-smoothed
     over the last ``window_size`` iterations, like CommonMetricPrinter's losses; ``ema_momentum``
     is its latest value. Writes nothing while none of them has been logged in that window
-    (e.g. during burn-in). Complements CommonMetricPrinter (losses, lr, data time, ETA).
+    (e.g. during burn-in) or since the last line. Complements CommonMetricPrinter (losses, lr,
+    data time, ETA).
     """
 
     def __init__(self, window_size: int = 20):
         self.logger = logging.getLogger("detectron2.utils.events")
         self._window_size = window_size
+        self._last_logged_iter = -1  # newest iteration already printed: the final write after training repeats none
 
     def write(self):
         storage = get_event_storage()
         latest = storage.latest()
-        names = sorted(
-            name
+        recent = {
+            name: iteration
             for name, (_, iteration) in latest.items()
             if (name.startswith("pseudo/") or name == "ema_momentum") and iteration > storage.iter - self._window_size
-        )
-        if not names:
+        }
+        if not recent or max(recent.values()) <= self._last_logged_iter:
             return
+        self._last_logged_iter = max(recent.values())
         fields = [
             f"{name}: {storage.history(name).median(storage.count_samples(name, self._window_size)):.4g}"
             if name.startswith("pseudo/")
             else f"{name}: {latest[name][0]:.4g}"
-            for name in names
+            for name in sorted(recent)
         ]
         self.logger.info(f" iter: {storage.iter}  " + "  ".join(fields))
