@@ -12,8 +12,8 @@ from soft_teacher.modeling.checkpoint_keys import expand_plain_state_dict
 
 SUP_KEYS = {"sup_loss_rpn_cls", "sup_loss_rpn_loc", "sup_loss_cls", "sup_loss_box_reg"}
 UNSUP_KEYS = {"unsup_loss_rpn_cls", "unsup_loss_rpn_loc", "unsup_loss_cls", "unsup_loss_box_reg"}
-TEACHER_SIZE = (96, 96)
-STUDENT_SIZE = (96, 112)
+TEACHER_SIZE = (64, 96)
+STUDENT_SIZE = (64, 96)
 
 
 def affine(scale=1.0, tx=0.0, ty=0.0, degrees=0.0, cx=0.0, cy=0.0):
@@ -28,7 +28,7 @@ def random_image(size, seed):
 
 
 def labeled(seed, boxes=((10.0, 10, 40, 50),), classes=(1,)):
-    size = (80, 96)
+    size = (64, 80)
     instances = Instances(size, gt_boxes=Boxes(torch.tensor(boxes).view(-1, 4)), gt_classes=torch.tensor(classes))
     return {
         "file_name": f"labeled_{seed}.jpg", "image_id": seed, "height": size[0], "width": size[1],
@@ -40,14 +40,14 @@ def unlabeled(seed, a_teacher=None, a_student=None, hidden=None):
     a_teacher = torch.eye(3) if a_teacher is None else a_teacher
     a_student = torch.eye(3) if a_student is None else a_student
     data = {
-        "file_name": f"unlabeled_{seed}.jpg", "image_id": 100 + seed, "height": 192, "width": 192,
+        "file_name": f"unlabeled_{seed}.jpg", "image_id": 100 + seed, "height": 128, "width": 192,
         "teacher": {"image": random_image(TEACHER_SIZE, 100 + seed), "transform_matrix": a_teacher},
         "student": {"image": random_image(STUDENT_SIZE, 200 + seed), "transform_matrix": a_student},
     }
     if hidden is not None:
         boxes, classes = hidden
         data["hidden_instances"] = Instances(
-            (192, 192), gt_boxes=Boxes(torch.tensor(boxes).view(-1, 4)), gt_classes=torch.tensor(classes)
+            (128, 192), gt_boxes=Boxes(torch.tensor(boxes).view(-1, 4)), gt_classes=torch.tensor(classes)
         )
     return data
 
@@ -166,13 +166,13 @@ def test_pseudo_label_statistics_go_to_the_event_storage(model, monkeypatch):
     use_known_teacher(
         model,
         monkeypatch,
-        [[((10.0, 10, 30, 30), 1, 0.95), ((40.0, 10, 60, 40), 2, 0.7), ((70.0, 70, 90, 90), 0, 0.3)], []],
+        [[((10.0, 10, 30, 30), 1, 0.95), ((40.0, 10, 60, 40), 2, 0.7), ((70.0, 40, 90, 60), 0, 0.3)], []],
     )
     a_teacher = affine(scale=0.5)  # the teacher view is the original at half size
     a_student = affine(scale=0.5, tx=4, ty=2)
     # hidden annotations (original frame): image 0 has A's object (teacher view [10, 10, 30, 30]) and
     # C's, image 1 has one object; the classification set (score >= 0.9) is {A}
-    hidden = [([[20.0, 20, 60, 60], [140.0, 140, 180, 180]], [1, 0]), ([[0.0, 0, 40, 40]], [2])]
+    hidden = [([[20.0, 20, 60, 60], [140.0, 80, 180, 120]], [1, 0]), ([[0.0, 0, 40, 40]], [2])]
     data = batch([unlabeled(i, a_teacher, a_student, hidden[i]) for i in range(2)])
     _, scalars = train_step(model, data, backward=False)
     assert scalars["pseudo/boxes_per_image_rpn"] == pytest.approx(0.5)  # {A} over 2 images
@@ -217,7 +217,7 @@ def test_edge_cases_give_finite_losses_and_gradients(
     model, monkeypatch, detections, rotation, labeled_boxes, expected_rpn_boxes_per_image
 ):
     use_known_teacher(model, monkeypatch, detections)
-    a_student = affine(degrees=rotation, cx=48, cy=48)  # about the student view's centre
+    a_student = affine(degrees=rotation, cx=48, cy=32)  # about the student view's centre
     labeled_dicts = [labeled(0, labeled_boxes, (1,) * len(labeled_boxes)), labeled(1)]
     data = batch([unlabeled(i, affine(), a_student) for i in range(2)], labeled_dicts)
     losses, scalars = train_step(model, data)
@@ -227,7 +227,7 @@ def test_edge_cases_give_finite_losses_and_gradients(
 
 def test_mixed_precision_training_gives_finite_losses(model, monkeypatch):
     use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
-    data = batch([unlabeled(i, affine(scale=0.5), affine(scale=0.6, degrees=20, cx=48, cy=48)) for i in range(2)])
+    data = batch([unlabeled(i, affine(scale=0.5), affine(scale=0.6, degrees=20, cx=48, cy=32)) for i in range(2)])
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         losses, _ = train_step(model, data)
     assert_finite_and_connected(losses, model)
@@ -240,12 +240,12 @@ def test_eval_mode_predicts_with_the_configured_detector(tiny_cfg, eval_model, p
     with torch.no_grad():
         model.student.roi_heads.box_predictor.cls_score.bias[0] += 3.0  # the two detectors now differ
     model.eval()
-    inputs = [{"image": random_image((80, 96), 0), "height": 160, "width": 192}]
+    inputs = [{"image": random_image((64, 80), 0), "height": 128, "width": 160}]
     with torch.no_grad():
         predictions = model(inputs)[0]["instances"]
         expected = getattr(model, predictor)(inputs)[0]["instances"]
         other = getattr(model, "student" if predictor == "teacher" else "teacher")(inputs)[0]["instances"]
-    assert predictions.image_size == (160, 192)
+    assert predictions.image_size == (128, 160)
     assert torch.equal(predictions.scores, expected.scores)
     assert not torch.equal(predictions.scores, other.scores)
 
