@@ -42,7 +42,7 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.EMA_MOMENTUM = 0.999
     # Supervised-only iterations before the unsupervised losses start; then teacher <- student (paper: 0).
     st.BURN_IN_ITERS = 0
-    # Which model inference, periodic evaluation and --eval-only use: "teacher", "student" or "both".
+    # Which model inference and --eval-only use: "teacher", "student" or "both" (periodic evaluation: both).
     st.EVAL_MODEL = "teacher"
     # Warn when no pseudo box passes the thresholds for this many iterations in a row (0 disables).
     st.NO_PSEUDO_BOX_WARN_ITERS = 200

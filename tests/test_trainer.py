@@ -121,10 +121,10 @@ class TeacherBeforeLastStep(HookBase):
 
 
 @pytest.mark.slow
-def test_short_run_logs_losses_pseudo_boxes_and_evaluates_both_models(tmp_path):
+def test_short_run_logs_losses_pseudo_boxes_and_periodically_evaluates_both_models(tmp_path):
     cfg = tiny_semisup_cfg(tmp_path)
     cfg.SOFT_TEACHER.EMA_MOMENTUM = 0.5
-    cfg.SOFT_TEACHER.EVAL_MODEL = "both"
+    assert cfg.SOFT_TEACHER.EVAL_MODEL == "teacher"  # periodic evaluation reports both all the same
     trainer = SoftTeacherTrainer(cfg)
     capture = TeacherBeforeLastStep()
     trainer.register_hooks([capture])

@@ -10,7 +10,7 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import build_detection_train_loader
@@ -66,8 +66,9 @@ class SoftTeacherTrainer(DefaultTrainer):
       and the :class:`PseudoLabelPrinter` console writer;
     - checkpoints with :class:`SoftTeacherCheckpointer` (both models; plain Detectron2 weights
       load into both);
-    - evaluation with COCOEvaluator of the models ``SOFT_TEACHER.EVAL_MODEL`` names, reported as
-      ``teacher/bbox/AP``, ``student/bbox/AP``, ...;
+    - periodic evaluation (``TEST.EVAL_PERIOD``) with COCOEvaluator of the teacher and the student,
+      reported as ``teacher/bbox/AP``, ``student/bbox/AP``, ...; ``test()`` alone (``--eval-only``)
+      evaluates the models ``SOFT_TEACHER.EVAL_MODEL`` names;
     - a NaN/Inf loss stops training naming the iteration and the loss;
     - datasets whose categories differ from each other or from the model stop before training;
     - a CPU model (``MODEL.DEVICE cpu``) trains with several processes too (gloo).
@@ -130,6 +131,17 @@ class SoftTeacherTrainer(DefaultTrainer):
         """
         ret = super().build_hooks()
         if is_teacher_student(self.model):
+            # Periodic evaluation reports both models, whatever SOFT_TEACHER.EVAL_MODEL says
+            # (that key chooses what --eval-only and inference use).
+            def evaluate_teacher_and_student():
+                self._last_eval_results = self.test(self.cfg, self.model, models=("teacher", "student"))
+                return self._last_eval_results
+
+            ret = [
+                hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, evaluate_teacher_and_student)
+                if isinstance(hook, hooks.EvalHook) else hook
+                for hook in ret
+            ]
             position = next(i for i, hook in enumerate(ret) if isinstance(hook, hooks.LRScheduler)) + 1
             st = self.cfg.SOFT_TEACHER
             ret[position:position] = [
@@ -177,11 +189,11 @@ class SoftTeacherTrainer(DefaultTrainer):
         return COCOEvaluator(dataset_name, output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
 
     @classmethod
-    def test(cls, cfg: CfgNode, model, evaluators=None):
+    def test(cls, cfg: CfgNode, model, evaluators=None, models: Sequence[str] = ()):
         """Evaluate on ``DATASETS.TEST``.
 
-        For a teacher-student model, each model ``SOFT_TEACHER.EVAL_MODEL`` names is evaluated on
-        its own and the results are nested under its name (``{"teacher": {"bbox": {"AP": ...}}}``,
+        For a teacher-student model, each of ``models`` (default: those ``SOFT_TEACHER.EVAL_MODEL``
+        names) is evaluated on its own and the results are nested under its name (``{"teacher": {"bbox": {"AP": ...}}}``,
         which the EvalHook logs as ``teacher/bbox/AP``); evaluation files go to
         ``OUTPUT_DIR/inference/<teacher|student>``. Other models: DefaultTrainer.test.
         """
@@ -191,7 +203,7 @@ class SoftTeacherTrainer(DefaultTrainer):
         if not cfg.DATASETS.TEST:
             return {}
         results = OrderedDict()
-        for name in models_to_evaluate(cfg):
+        for name in models or models_to_evaluate(cfg):
             logger.info(f"Evaluating the {name} on {tuple(cfg.DATASETS.TEST)}")
             model_evaluators = evaluators or [
                 cls.build_evaluator(cfg, dataset, os.path.join(cfg.OUTPUT_DIR, "inference", name))
