@@ -137,7 +137,8 @@ def tiny_semisup_cfg(root, name="tiny", test_classes=CLASSES):
     """The conftest tiny config on a tiny COCO-format set of 64x64 images: 3 labeled images,
     4 unlabeled (with hidden annotations), 2 test images, registered through ``DATASETS.CUSTOM_COCO``.
 
-    Pseudo-box thresholds are lowered so that an untrained teacher gives pseudo boxes.
+    Score thresholds are 0 (and uncertainty 1) so that an untrained teacher's detections,
+    whatever their random scores, are pseudo boxes for every loss in every iteration.
     """
     root = str(root)
     labeled = write_tiny_coco(os.path.join(root, "labeled"), 3, seed=1)
@@ -160,9 +161,10 @@ def tiny_semisup_cfg(root, name="tiny", test_classes=CLASSES):
     cfg.INPUT.MIN_SIZE_TEST = 64
     cfg.INPUT.MAX_SIZE_TEST = 64
     cfg.TEST.DETECTIONS_PER_IMAGE = 10
-    cfg.SOFT_TEACHER.INITIAL_SCORE_THRESH = 0.3
-    cfg.SOFT_TEACHER.RPN_PSEUDO_THRESH = 0.3
-    cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH = 0.3
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    cfg.SOFT_TEACHER.INITIAL_SCORE_THRESH = 0.0
+    cfg.SOFT_TEACHER.RPN_PSEUDO_THRESH = 0.0
+    cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH = 0.0
     cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0
     cfg.SOFT_TEACHER.JITTER_TIMES = 2
     return cfg

@@ -1,4 +1,4 @@
-"""TeacherEMA, NoPseudoBoxWarning and PseudoLabelPrinter, driven by hand on stand-in models."""
+"""TeacherEMA, NoPseudoBoxWarning, SkippedUnlabeledImages and PseudoLabelPrinter, driven by hand on stand-ins."""
 import logging
 from types import SimpleNamespace
 
@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from detectron2.utils.events import EventStorage
-from soft_teacher.engine import NoPseudoBoxWarning, PseudoLabelPrinter, TeacherEMA, unwrap_model
+from soft_teacher.engine import NoPseudoBoxWarning, PseudoLabelPrinter, SkippedUnlabeledImages, TeacherEMA, unwrap_model
 
 
 class Twin(nn.Module):
@@ -163,3 +163,12 @@ def test_pseudo_label_printer_logs_smoothed_pseudo_stats_and_momentum(captured):
         printer.write()
     lines = [r.getMessage() for r in captured.records if "pseudo/" in r.getMessage()]
     assert lines == [" iter: 2  ema_momentum: 0.999  pseudo/boxes_per_image_cls: 3"]
+
+
+def test_skipped_unlabeled_images_are_logged_each_iteration():
+    loader = SimpleNamespace(num_skipped_unlabeled=0)
+    with EventStorage(0) as storage:
+        hook = SkippedUnlabeledImages(loader)
+        trainer = attach(hook, None, storage)
+        run_steps(hook, trainer, storage, range(2), lambda it: setattr(loader, "num_skipped_unlabeled", 3 * it))
+        assert storage.history(SkippedUnlabeledImages.KEY).values() == [(0, 0), (3, 1)]

@@ -143,7 +143,7 @@ def test_short_run_logs_losses_pseudo_boxes_and_periodically_evaluates_both_mode
     for key in ("sup_loss_cls", "sup_loss_box_reg", "sup_loss_rpn_cls", "sup_loss_rpn_loc",
                 "unsup_loss_cls", "unsup_loss_box_reg", "unsup_loss_rpn_cls", "unsup_loss_rpn_loc",
                 "lr", "data_time", "ema_momentum", "pseudo/boxes_per_image_rpn", "pseudo/boxes_per_image_cls",
-                "pseudo/boxes_per_image_reg", "pseudo/precision", "pseudo/recall"):
+                "pseudo/boxes_per_image_reg", "pseudo/precision", "pseudo/recall", "data/unlabeled_images_skipped"):
         assert key in train_row, key
     assert train_row["ema_momentum"] == 0.5
     assert train_row["pseudo/boxes_per_image_cls"] > 0

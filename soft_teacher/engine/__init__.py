@@ -1,7 +1,7 @@
 """The semi-supervised trainer, its hooks and checkpointing."""
 from .checkpoint import SoftTeacherCheckpointer, detector_state_dict
 from .command_line import ConfigError, launch_on_device, load_config
-from .hooks import NoPseudoBoxWarning, TeacherEMA
+from .hooks import NoPseudoBoxWarning, SkippedUnlabeledImages, TeacherEMA
 from .teacher_student import is_teacher_student, unwrap_model
 from .train_loop import FiniteLossAMPTrainer, FiniteLossSimpleTrainer, check_losses_finite
 from .trainer import SoftTeacherTrainer, is_semi_supervised, models_to_evaluate, verify_expected_results
@@ -13,6 +13,7 @@ __all__ = [
     "FiniteLossSimpleTrainer",
     "NoPseudoBoxWarning",
     "PseudoLabelPrinter",
+    "SkippedUnlabeledImages",
     "SoftTeacherCheckpointer",
     "SoftTeacherTrainer",
     "TeacherEMA",

@@ -1,4 +1,4 @@
-"""Training hooks of the semi-supervised trainer: the teacher's EMA and the pseudo-box watch."""
+"""Training hooks of the semi-supervised trainer: the teacher's EMA, the pseudo-box watch, skipped images."""
 import logging
 
 from detectron2.engine import HookBase
@@ -93,3 +93,19 @@ class NoPseudoBoxWarning(HookBase):
                 "or start from better MODEL.WEIGHTS); SOFT_TEACHER.INITIAL_SCORE_THRESH / CLS_PSEUDO_THRESH are "
                 "too high for this data."
             )
+
+
+class SkippedUnlabeledImages(HookBase):
+    """Logs ``data/unlabeled_images_skipped``: unlabeled images skipped so far as missing or unreadable.
+
+    Reads ``num_skipped_unlabeled`` of the train loader (``soft_teacher.data``'s semi-supervised
+    loader counts them over all its workers); the mapper itself warns with each file name.
+    """
+
+    KEY = "data/unlabeled_images_skipped"
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def after_step(self):
+        self.trainer.storage.put_scalar(self.KEY, self._loader.num_skipped_unlabeled, smoothing_hint=False)

@@ -24,7 +24,7 @@ from soft_teacher.data import LabeledDatasetMapper, build_semisup_train_loader, 
 from soft_teacher.data.datasets import check_categories
 
 from .checkpoint import SoftTeacherCheckpointer
-from .hooks import NoPseudoBoxWarning, TeacherEMA
+from .hooks import NoPseudoBoxWarning, SkippedUnlabeledImages, TeacherEMA
 from .teacher_student import is_teacher_student, unwrap_model
 from .train_loop import FiniteLossAMPTrainer, FiniteLossSimpleTrainer
 from .writers import PseudoLabelPrinter
@@ -148,6 +148,8 @@ class SoftTeacherTrainer(DefaultTrainer):
                 TeacherEMA(st.EMA_MOMENTUM, st.BURN_IN_ITERS),
                 NoPseudoBoxWarning(st.NO_PSEUDO_BOX_WARN_ITERS),
             ]
+            if hasattr(self.data_loader, "num_skipped_unlabeled"):
+                ret.insert(position, SkippedUnlabeledImages(self.data_loader))
         return ret
 
     def build_writers(self):
