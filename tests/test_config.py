@@ -48,7 +48,8 @@ def test_misspelled_option_is_named_with_the_closest_key():
 def test_misspelled_key_in_yaml_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("SOFT_TEACHER:\n  EMA_MOMENTUMM: 0.99\n")
-    with pytest.raises(UnknownConfigKeyError, match=f"'SOFT_TEACHER.EMA_MOMENTUMM' in {path}.*SOFT_TEACHER.EMA_MOMENTUM"):
+    expected = f"'SOFT_TEACHER.EMA_MOMENTUMM' in {path}.*SOFT_TEACHER.EMA_MOMENTUM"
+    with pytest.raises(UnknownConfigKeyError, match=expected):
         merge_config(get_cfg(), config_file=str(path))
 
 

@@ -8,7 +8,6 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from soft_teacher.modeling import SoftTeacher
-from soft_teacher.modeling.checkpoint_keys import expand_plain_state_dict
 
 SUP_KEYS = {"sup_loss_rpn_cls", "sup_loss_rpn_loc", "sup_loss_cls", "sup_loss_box_reg"}
 UNSUP_KEYS = {"unsup_loss_rpn_cls", "unsup_loss_rpn_loc", "unsup_loss_cls", "unsup_loss_box_reg"}
@@ -248,21 +247,6 @@ def test_eval_mode_predicts_with_the_configured_detector(tiny_cfg, eval_model, p
     assert predictions.image_size == (128, 160)
     assert torch.equal(predictions.scores, expected.scores)
     assert not torch.equal(predictions.scores, other.scores)
-
-
-def test_a_plain_detectron2_state_dict_loads_into_both_models(tiny_cfg):
-    model = build_model(tiny_cfg)
-    torch.manual_seed(1)
-    plain = build_model(tiny_cfg).student.state_dict()  # other weights, no teacher./student. prefix
-    model.load_state_dict(expand_plain_state_dict(plain))
-    for detector in (model.teacher, model.student):
-        loaded = detector.state_dict()
-        assert all(torch.equal(loaded[k], plain[k]) for k in plain)
-
-
-def test_a_soft_teacher_state_dict_is_not_expanded(tiny_cfg):
-    state = build_model(tiny_cfg).state_dict()
-    assert list(expand_plain_state_dict(state)) == list(state)
 
 
 @pytest.mark.parametrize(

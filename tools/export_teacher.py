@@ -22,8 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 import soft_teacher  # noqa: F401  (registers the meta-architecture)
-from soft_teacher.engine import detector_state_dict, load_config
-from soft_teacher.modeling import is_soft_teacher_state_dict
+from soft_teacher.engine import detector_state_dict, is_soft_teacher_state_dict, load_config
 
 logger = logging.getLogger("soft_teacher.export_teacher")
 

@@ -1,5 +1,5 @@
 """The semi-supervised trainer, its hooks and checkpointing."""
-from .checkpoint import SoftTeacherCheckpointer, detector_state_dict
+from .checkpoint import SoftTeacherCheckpointer, detector_state_dict, is_soft_teacher_state_dict
 from .command_line import ConfigError, launch_on_device, load_config
 from .hooks import NoPseudoBoxWarning, SkippedUnlabeledImages, TeacherEMA
 from .teacher_student import is_teacher_student, unwrap_model
@@ -20,6 +20,7 @@ __all__ = [
     "check_losses_finite",
     "detector_state_dict",
     "is_semi_supervised",
+    "is_soft_teacher_state_dict",
     "is_teacher_student",
     "launch_on_device",
     "load_config",

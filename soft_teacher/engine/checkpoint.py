@@ -40,6 +40,11 @@ def sub_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> "Orde
     return OrderedDict((key[len(prefix):], value) for key, value in state_dict.items() if key.startswith(prefix))
 
 
+def is_soft_teacher_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether some key names one of the two models (``teacher.*`` or ``student.*``)."""
+    return any(key.startswith((TEACHER_PREFIX, STUDENT_PREFIX)) for key in state_dict)
+
+
 def detector_state_dict(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
     """The weights of one plain detector from a checkpoint's model state dict.
 

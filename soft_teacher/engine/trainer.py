@@ -195,8 +195,8 @@ class SoftTeacherTrainer(DefaultTrainer):
         """Evaluate on ``DATASETS.TEST``.
 
         For a teacher-student model, each of ``models`` (default: those ``SOFT_TEACHER.EVAL_MODEL``
-        names) is evaluated on its own and the results are nested under its name (``{"teacher": {"bbox": {"AP": ...}}}``,
-        which the EvalHook logs as ``teacher/bbox/AP``); evaluation files go to
+        names) is evaluated on its own and the results are nested under its name
+        (``{"teacher": {"bbox": {"AP": ...}}}``, which the EvalHook logs as ``teacher/bbox/AP``); evaluation files go to
         ``OUTPUT_DIR/inference/<teacher|student>``. Other models: DefaultTrainer.test.
         """
         model = unwrap_model(model)

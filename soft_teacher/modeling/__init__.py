@@ -2,7 +2,6 @@
 
 Importing this package registers ``SoftTeacher`` in Detectron2's ``META_ARCH_REGISTRY``.
 """
-from .checkpoint_keys import expand_plain_state_dict, is_soft_teacher_state_dict
 from .ema import copy_student_to_teacher, ema_update
 from .pseudo_label_quality import count_true_positives, pseudo_label_stats
 from .pseudo_labels import (
@@ -25,9 +24,7 @@ __all__ = [
     "copy_student_to_teacher",
     "count_true_positives",
     "ema_update",
-    "expand_plain_state_dict",
     "instances_to_view",
-    "is_soft_teacher_state_dict",
     "jitter_boxes",
     "jitter_uncertainty",
     "pseudo_label_stats",
