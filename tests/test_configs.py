@@ -1,6 +1,5 @@
 """The yaml configs: every one loads and builds its model; the COCO ones hold the paper's settings."""
 import glob
-import importlib.util
 import os
 import re
 import shlex
@@ -8,13 +7,12 @@ import shlex
 import pytest
 
 from detectron2.data import DatasetCatalog
-from detectron2.engine import default_argument_parser
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 
 import soft_teacher  # noqa: F401  (registers the meta-architecture and the datasets)
+from commands import REPO, join_commands, load_tool, parse_train_net
 from soft_teacher.engine import load_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL_CONFIGS = sorted(
     os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)
 )
@@ -33,35 +31,22 @@ def header_commands(config_path):
         for line in f:
             if not line.startswith("#"):
                 break
-            header.append(line[1:].strip())
-    commands, current = [], None
-    for line in header:
-        if current is None and line.startswith("python "):
-            current = line
-        elif current is not None:
-            current = current[:-1].rstrip() + " " + line
-        if current is not None and not current.endswith("\\"):
-            commands.append(current)
-            current = None
-    return commands
+            header.append(line[1:])
+    return join_commands(header)
 
 
 def train_net_invocations(config_path):
     """``(args, cfg)`` for each ``python train_net.py`` command of a config's header."""
-    invocations = []
-    for command in header_commands(config_path):
-        argv = shlex.split(command)
-        if argv[:2] == ["python", "train_net.py"]:
-            args = default_argument_parser().parse_args(argv[2:])
-            invocations.append((args, load(args.config_file, args.opts)))
-    return invocations
+    return [
+        parse_train_net(argv[2:])
+        for argv in map(shlex.split, header_commands(config_path))
+        if argv[:2] == ["python", "train_net.py"]
+    ]
 
 
 def tool_invocations(config_path, tool):
     """The parsed arguments of each ``python tools/<tool>.py`` command of a config's header."""
-    spec = importlib.util.spec_from_file_location(tool, os.path.join(REPO, "tools", f"{tool}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool(tool)
     return [
         module.parse_args(argv[2:])
         for argv in map(shlex.split, header_commands(config_path))
