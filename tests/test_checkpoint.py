@@ -14,6 +14,7 @@ from soft_teacher.engine import SoftTeacherCheckpointer, SoftTeacherTrainer
 
 from conftest import make_tiny_cfg
 from engine_helpers import StandInTrainer, TinyDetector, TwinRegressor, stand_in_cfg, tiny_semisup_cfg
+from log_capture import captured_logs
 
 
 def assert_same_weights(a, b):
@@ -30,14 +31,9 @@ def perturbed(module, offset):
 
 @pytest.fixture
 def warnings_logged():
-    """WARNING records of the checkpoint module (attached directly: setup_logger may stop propagation)."""
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = logging.getLogger("soft_teacher.engine.checkpoint")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
+    """WARNING records of the checkpoint module."""
+    with captured_logs("soft_teacher.engine.checkpoint", level=logging.WARNING) as records:
+        yield records
 
 
 def test_saves_both_models_and_loads_each_back(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from torch import nn
 
 from detectron2.utils.events import EventStorage
+from log_capture import captured_logs
 from soft_teacher.engine import NoPseudoBoxWarning, PseudoLabelPrinter, SkippedUnlabeledImages, TeacherEMA, unwrap_model
 
 
@@ -33,32 +34,11 @@ def run_steps(hook, trainer, storage, iterations, before_hook=lambda it: None):
         hook.after_step()
 
 
-class RecordList(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-    def clear(self):
-        self.records = []
-
-
 @pytest.fixture
 def captured():
-    """The records logged by the hooks and the writers (handlers attached directly: Detectron2's
-    setup_logger stops propagation to the root logger, where caplog listens)."""
-    handler = RecordList()
-    loggers = [logging.getLogger("soft_teacher.engine.hooks"), logging.getLogger("detectron2.utils.events")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    yield handler
-    for logger, level in zip(loggers, levels):
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    """The records logged by the hooks and by Detectron2's console writer."""
+    with captured_logs("soft_teacher.engine.hooks", "detectron2.utils.events") as records:
+        yield records
 
 
 def test_teacher_ema_applies_the_ema_formula_after_a_step():
@@ -113,7 +93,7 @@ def put_boxes(storage, counts):
 
 
 def warnings_of(captured):
-    return [r for r in captured.records if r.levelno == logging.WARNING and "No pseudo box" in r.getMessage()]
+    return [r for r in captured if r.levelno == logging.WARNING and "No pseudo box" in r.getMessage()]
 
 
 def test_no_pseudo_box_warning_after_patience_zero_iterations_in_a_row(captured):
@@ -161,7 +141,7 @@ def test_pseudo_label_printer_logs_smoothed_pseudo_stats_and_momentum(captured):
         printer.write()
         storage.iter = 3  # after training: Detectron2 writes once more, with nothing new to print
         printer.write()
-    lines = [r.getMessage() for r in captured.records if "pseudo/" in r.getMessage()]
+    lines = [r.getMessage() for r in captured if "pseudo/" in r.getMessage()]
     assert lines == [" iter: 2  ema_momentum: 0.999  pseudo/boxes_per_image_cls: 3"]
 
 

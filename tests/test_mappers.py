@@ -9,6 +9,7 @@ import torch
 from detectron2.structures import BoxMode
 
 from data_fixtures import box_image, bright_extent
+from log_capture import captured_logs
 from soft_teacher.data import LabeledDatasetMapper, UnlabeledDatasetMapper, build_view_augmentations
 from soft_teacher.data.transforms import (
     CV2RandomFlip,
@@ -110,15 +111,16 @@ def test_unlabeled_annotations_are_hidden_in_the_original_frame(tiny_cfg, image_
     assert hidden.gt_classes.tolist() == [2]
 
 
-def test_unreadable_unlabeled_images_are_skipped_counted_and_named(tiny_cfg, tmp_path, caplog):
+def test_unreadable_unlabeled_images_are_skipped_counted_and_named(tiny_cfg, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     mapper = UnlabeledDatasetMapper(tiny_cfg)
-    with caplog.at_level(logging.WARNING):
+    with captured_logs("soft_teacher.data.mappers", level=logging.WARNING) as records:
         assert mapper({"file_name": str(tmp_path / "missing.jpg"), "image_id": 1}) is None
         assert mapper({"file_name": str(broken), "image_id": 2}) is None
     assert mapper.num_skipped == 2
-    assert "missing.jpg" in caplog.text and "broken.jpg" in caplog.text
+    text = "\n".join(r.getMessage() for r in records)
+    assert "missing.jpg" in text and "broken.jpg" in text
 
 
 def test_labeled_mapper_moves_boxes_with_pixels_and_gives_its_matrix(tiny_cfg, image_file):
