@@ -35,7 +35,8 @@ Registered names (loaded lazily, generated under ``$DETECTRON2_DATASETS/shapes/`
 first use, default ``./datasets``): ``shapes_train`` (3000 images), ``shapes_val``
 (400 images), and for ``p`` in 1, 5, 10 and fold ``s`` in 1-5 the labeled split
 ``shapes_train_{p}pct_{s}`` and its complement ``shapes_train_{p}pct_{s}_unlabeled``.
-Splits follow COCO's partial-split convention (see :func:`partial_split_indices`).
+Splits follow COCO's partial-split convention
+(:func:`soft_teacher.data.datasets.coco_partial.partial_split_indices`).
 The unlabeled splits keep their annotations: the unlabeled mapper moves them to
 ``hidden_instances`` to measure pseudo-label precision and recall, never to train.
 """
@@ -54,6 +55,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from tqdm import tqdm
 
+from .coco_partial import partial_split_indices
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -61,7 +64,6 @@ __all__ = [
     "render_image",
     "generate_shapes",
     "ensure_shapes",
-    "partial_split_indices",
     "default_root",
     "register_shapes",
 ]
@@ -351,18 +353,6 @@ def ensure_shapes(root: str, seed: int = DEFAULT_SEED, num_train: int = NUM_TRAI
         return folder
     logger.info(f"Generating the synthetic shapes set ({num_train} train + {num_val} val images) in {folder}")
     return generate_shapes(root, seed, num_train, num_val)
-
-
-def partial_split_indices(num_images: int, percent: float, fold: int) -> np.ndarray:
-    """Indices (into the image list, in file order) of the labeled part of a partial split.
-
-    COCO's convention for Soft Teacher's partial splits: numpy's legacy RNG seeded with
-    ``fold`` picks ``int(percent / 100 * num_images)`` indices without replacement
-    (``RandomState(fold).choice`` draws what ``np.random.seed(fold); np.random.choice``
-    does, without touching the global state). Returned sorted.
-    """
-    size = int(percent / 100 * num_images)
-    return np.sort(np.random.RandomState(fold).choice(range(num_images), size=size, replace=False))
 
 
 def _load_subset(root: str, subset: str, seed: int, num_train: int, num_val: int) -> List[dict]:
