@@ -1,0 +1,56 @@
+"""What the benchmark scripts share: a description of the machine, Markdown tables, and their
+section of ``BENCHMARKS.md``, which each script rewrites with what it measured."""
+import datetime
+import os
+import platform
+from typing import Dict, Optional, Sequence
+
+import detectron2
+import torch
+
+
+def machine_description() -> Dict[str, Optional[str]]:
+    """The card (or "CPU"), its count, the CPU cores and the software versions of this process."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "card": gpu or "CPU",
+        "gpus": torch.cuda.device_count(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if gpu else None,
+        "detectron2": detectron2.__version__,
+        "python": platform.python_version(),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def machine_line(machine: Dict) -> str:
+    cuda = f", CUDA {machine['cuda']}" if machine.get("cuda") else ""
+    gpus = f" x{machine['gpus']}" if machine.get("gpus", 0) > 1 else ""
+    return (f"{machine['card']}{gpus}, {machine['cpu_cores']} CPU cores; torch {machine['torch']}{cuda}, "
+            f"Detectron2 {machine['detectron2']}, Python {machine['python']}; measured {machine['date_utc']} UTC")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def replace_section(markdown_path: str, name: str, body: str) -> None:
+    """Put ``body`` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``markdown_path``.
+
+    The markers are appended (the file created) when missing; the rest of the file is kept.
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    section = f"{begin}\n{body.strip()}\n{end}"
+    text = ""
+    if os.path.isfile(markdown_path):
+        with open(markdown_path) as f:
+            text = f.read()
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + section + "\n"
+    with open(markdown_path, "w") as f:
+        f.write(text)
