@@ -326,7 +326,7 @@ def generate_shapes(root: str, seed: int = DEFAULT_SEED, num_train: int = NUM_TR
         with open(os.path.join(staging, _MANIFEST), "w") as f:
             json.dump(_manifest(seed, num_train, num_val), f, sort_keys=True)
         if os.path.isdir(target) and not _is_current(target, seed, num_train, num_val):
-            shutil.rmtree(target)
+            shutil.rmtree(target, ignore_errors=True)  # another process may be removing it too
         try:
             os.rename(staging, target)
         except OSError:
