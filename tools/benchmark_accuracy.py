@@ -287,17 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = train_runs(runs, args.output, args.opts, args.parallel, args.stop_after)
     results = collect_results(runs, args.output, args.opts, status)
     results["command"] = command
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    text = markdown(results, command)
-    with open(os.path.join(args.output, "results.md"), "w") as f:
-        f.write(text + "\n")
-    if args.benchmarks_md:
-        benchmark_report.replace_section(args.benchmarks_md, "accuracy", text)
-    print("\n" + text)
-    print(f"\nWrote {os.path.join(args.output, 'results.json')} and results.md"
-          + (f"; updated {args.benchmarks_md}" if args.benchmarks_md else ""))
+    benchmark_report.write_results(args.output, results, markdown(results, command), args.benchmarks_md, "accuracy")
     return 0 if all(run["box_ap"] is not None for run in results["runs"].values()) else 1
 
 

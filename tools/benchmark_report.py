@@ -1,6 +1,7 @@
 """What the benchmark scripts share: a description of the machine, Markdown tables, and their
 section of ``BENCHMARKS.md``, which each script rewrites with what it measured."""
 import datetime
+import json
 import os
 import platform
 from typing import Dict, Optional, Sequence
@@ -54,3 +55,18 @@ def replace_section(markdown_path: str, name: str, body: str) -> None:
         text = (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + section + "\n"
     with open(markdown_path, "w") as f:
         f.write(text)
+
+
+def write_results(output_dir: str, results: Dict, text: str, benchmarks_md: Optional[str], section: str) -> None:
+    """Write ``results.json`` and ``results.md`` (``text``) into ``output_dir``, print ``text``, and
+    rewrite ``section`` of ``benchmarks_md`` with it when that file is given."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(output_dir, "results.md"), "w") as f:
+        f.write(text + "\n")
+    if benchmarks_md:
+        replace_section(benchmarks_md, section, text)
+    print("\n" + text)
+    print(f"\nWrote {os.path.join(output_dir, 'results.json')} and results.md"
+          + (f"; updated {benchmarks_md}" if benchmarks_md else ""))

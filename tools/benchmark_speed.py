@@ -291,14 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = {"settings": settings, "ratios": ratios, "warmup": args.warmup, "iters": args.iters,
                "candidates": args.candidates, "opts": list(args.opts), "command": command,
                "machine": benchmark_report.machine_description()}
-    with open(os.path.join(args.output, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    text = markdown(results, command)
-    with open(os.path.join(args.output, "results.md"), "w") as f:
-        f.write(text + "\n")
-    if args.benchmarks_md:
-        benchmark_report.replace_section(args.benchmarks_md, "speed", text)
-    print("\n" + text)
+    benchmark_report.write_results(args.output, results, markdown(results, command), args.benchmarks_md, "speed")
     return 0 if all("median_ms" in r for r in settings) else 1
 
 
