@@ -55,15 +55,20 @@ def test_only_missing_libraries_are_requested():
     assert steps[0].pip_args == ("pycocotools>=2.0.2",)
 
 
-def test_stripped_wheel_drops_binaries_and_is_tagged_for_any_python(tmp_path):
-    src = tmp_path / "demo_pkg-1.0-cp310-none-any.whl"
+def cp310_wheel_with_binary(folder):
+    """A wheel shaped like sal-detectron2's: tagged cp310, with a compiled ``_C`` and a RECORD."""
+    src = folder / "demo_pkg-1.0-cp310-none-any.whl"
     with zipfile.ZipFile(src, "w") as zf:
         zf.writestr("demo_pkg/__init__.py", "X = 1\n")
         zf.writestr("demo_pkg/_C.cpython-310-x86_64-linux-gnu.so", b"\x7fELF")
         zf.writestr("demo_pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp310-none-any\n")
-        zf.writestr("demo_pkg-1.0.dist-info/METADATA", "Name: demo-pkg\nVersion: 1.0\n")
+        zf.writestr("demo_pkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n")
         zf.writestr("demo_pkg-1.0.dist-info/RECORD", "stale\n")
-    out = install.strip_compiled_extension(str(src), str(tmp_path))
+    return src
+
+
+def test_stripped_wheel_drops_binaries_and_is_tagged_for_any_python(tmp_path):
+    out = install.strip_compiled_extension(str(cp310_wheel_with_binary(tmp_path)), str(tmp_path))
     assert os.path.basename(out) == "demo_pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
@@ -76,13 +81,7 @@ def test_stripped_wheel_drops_binaries_and_is_tagged_for_any_python(tmp_path):
 
 
 def test_stripped_wheel_installs_with_pip(tmp_path):
-    src = tmp_path / "demo_pkg-1.0-cp310-none-any.whl"
-    with zipfile.ZipFile(src, "w") as zf:
-        zf.writestr("demo_pkg/__init__.py", "X = 1\n")
-        zf.writestr("demo_pkg/_C.cpython-310-x86_64-linux-gnu.so", b"\x7fELF")
-        zf.writestr("demo_pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp310-none-any\n")
-        zf.writestr("demo_pkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n")
-    out = install.strip_compiled_extension(str(src), str(tmp_path))
+    out = install.strip_compiled_extension(str(cp310_wheel_with_binary(tmp_path)), str(tmp_path))
     target = tmp_path / "site"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target), out],
