@@ -20,4 +20,5 @@ wheelhouse:
 	$(PYTHON) tools/install.py --wheelhouse $(DIR) --python-version $(PY)
 
 lint:
+	$(PYTHON) -m flake8 --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q flake8
 	$(PYTHON) -m flake8 soft_teacher tools tests train_net.py
