@@ -25,7 +25,7 @@ def start_machine(config_file, rank, dist_url, opts):
 
 
 @pytest.mark.slow
-def test_two_machine_gloo_run_completes_when_one_rank_gets_no_pseudo_box(tmp_path):
+def test_two_machine_gloo_run_completes_and_pools_pseudo_stats_when_one_rank_gets_no_pseudo_box(tmp_path):
     cfg = tiny_semisup_cfg(tmp_path)
     cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 2, 2  # 1 + 1 per rank
     cfg.SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS = 2
@@ -46,7 +46,8 @@ def test_two_machine_gloo_run_completes_when_one_rank_gets_no_pseudo_box(tmp_pat
     assert "World size: 2" in outputs[0]
     train_rows = [r for r in read_metrics(cfg.OUTPUT_DIR) if "total_loss" in r]
     assert train_rows[-1]["iteration"] == cfg.SOLVER.MAX_ITER - 1
-    assert train_rows[-1]["pseudo/boxes_per_image_cls"] > 0  # rank 0's own images
+    assert train_rows[-1]["pseudo/boxes_per_image_cls"] > 0  # rank 0's images
+    # Rank 1 alone has none; its warning hook reads the stats pooled over both ranks, so it stays quiet.
     with open(os.path.join(cfg.OUTPUT_DIR, "log.txt.rank1")) as f:
-        assert "No pseudo box passed the thresholds in 2 iterations in a row" in f.read()
+        assert "No pseudo box passed the thresholds" not in f.read()
     assert os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))

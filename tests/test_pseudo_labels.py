@@ -6,7 +6,7 @@ import torch
 
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
-from soft_teacher.modeling.pseudo_label_quality import count_true_positives
+from soft_teacher.modeling.pseudo_label_quality import count_true_positives, pseudo_label_counts, stats_from_counts
 from soft_teacher.modeling.pseudo_labels import (
     jitter_boxes,
     jitter_uncertainty,
@@ -168,3 +168,47 @@ def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():
     # the class-0 annotation goes to the 0.9 box (IoU 0.82) first, leaving the 0.6 duplicate unmatched;
     # the class-1 box has IoU 0.25 (< 0.5); the class-2 box overlaps exactly but has the wrong class
     assert count_true_positives(pseudo, annotations) == 1
+
+
+def scored_boxes(boxes, classes, scores):
+    instances = Instances(IMAGE_SIZE, gt_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)))
+    instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
+    instances.scores = torch.tensor(scores, dtype=torch.float32)
+    return instances
+
+
+def batch_counts(pseudo_per_image, annotations_per_image=None):
+    """Counts of a batch whose candidates, loss sets and classification set are all ``pseudo_per_image``."""
+    sets = pseudo_per_image
+    return pseudo_label_counts(sets, sets, sets, sets, sets if annotations_per_image else None, annotations_per_image)
+
+
+def test_stats_of_two_ranks_summed_counts_are_those_of_their_pooled_images_not_the_mean_of_ratios():
+    box, far = [0.0, 0, 10, 10], [50.0, 50, 60, 60]
+    rank0 = [scored_boxes([box, far, far], [0, 0, 0], [0.9, 0.8, 0.7])]  # 1 of 3 correct
+    rank1 = [scored_boxes([box], [0], [0.6]), scored_boxes([], [], [])]  # 1 of 1 correct, 2 images
+    annotations0 = [scored_boxes([box], [0], [1.0])]
+    annotations1 = [scored_boxes([box], [0], [1.0]), scored_boxes([far, box], [1, 1], [1.0, 1.0])]
+
+    stats = stats_from_counts(batch_counts(rank0, annotations0) + batch_counts(rank1, annotations1))
+
+    assert stats["pseudo/boxes_per_image_cls"] == pytest.approx(4 / 3)  # 4 boxes over 3 images
+    assert stats["pseudo/teacher_score_mean"] == pytest.approx(3.0 / 4)
+    assert stats["pseudo/precision"] == pytest.approx(2 / 4)  # the mean of ratios would be (1/3 + 1) / 2
+    assert stats["pseudo/recall"] == pytest.approx(2 / 4)
+
+
+def test_precision_and_recall_are_left_out_unless_every_summed_batch_had_annotations():
+    box = [0.0, 0, 10, 10]
+    annotated = batch_counts([scored_boxes([box], [0], [0.9])], [scored_boxes([box], [0], [1.0])])
+    plain = batch_counts([scored_boxes([box], [0], [0.9])])
+
+    assert "pseudo/precision" in stats_from_counts(annotated)
+    assert not {"pseudo/precision", "pseudo/recall"} & set(stats_from_counts(annotated + plain))
+
+
+def test_teacher_score_mean_is_zero_and_counts_finite_when_no_rank_has_a_candidate():
+    empty = batch_counts([scored_boxes([], [], [])])
+    stats = stats_from_counts(empty + empty)
+    assert stats["pseudo/teacher_score_mean"] == 0.0
+    assert stats["pseudo/boxes_per_image_rpn"] == 0.0

@@ -58,8 +58,8 @@ class NoPseudoBoxWarning(HookBase):
     Reads ``pseudo/boxes_per_image_cls`` (pseudo boxes per unlabeled image with score >=
     ``SOFT_TEACHER.CLS_PSEUDO_THRESH``), which the model puts into the EventStorage in each
     iteration with unsupervised losses; iterations without it (burn-in) are not counted. Warns
-    at ``patience`` zero iterations in a row and again every ``patience`` more. Counts this
-    rank's images only.
+    at ``patience`` zero iterations in a row and again every ``patience`` more. With several processes the
+    scalar covers every rank's images, so all ranks warn together or not at all.
     """
 
     KEY = "pseudo/boxes_per_image_cls"

@@ -3,7 +3,7 @@
 Importing this package registers ``SoftTeacher`` in Detectron2's ``META_ARCH_REGISTRY``.
 """
 from .ema import copy_student_to_teacher, ema_update
-from .pseudo_label_quality import count_true_positives, pseudo_label_stats
+from .pseudo_label_quality import count_true_positives, pseudo_label_counts, stats_from_counts
 from .pseudo_labels import (
     TeacherOutput,
     jitter_boxes,
@@ -27,9 +27,10 @@ __all__ = [
     "instances_to_view",
     "jitter_boxes",
     "jitter_uncertainty",
-    "pseudo_label_stats",
+    "pseudo_label_counts",
     "regression_uncertainty",
     "soft_weighted_cls_loss",
+    "stats_from_counts",
     "teacher_background_probs",
     "teacher_detections",
     "teacher_pseudo_labels",

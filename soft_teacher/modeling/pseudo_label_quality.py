@@ -1,5 +1,9 @@
 """Per-iteration statistics of the pseudo labels, written to Detectron2's EventStorage.
 
+With several processes every scalar is over the whole iteration's unlabeled batch (all
+ranks): each rank sums :func:`pseudo_label_counts`, the sums are added across ranks, and
+:func:`stats_from_counts` turns them into the scalars below.
+
 Names (all under ``pseudo/``):
 
 - ``boxes_per_image_rpn`` / ``_cls`` / ``_reg``: mean number of pseudo boxes per image
@@ -43,15 +47,34 @@ def count_true_positives(pseudo_labels: Instances, annotations: Instances, iou_t
     return true_positives
 
 
-def pseudo_label_stats(
+# What :func:`pseudo_label_counts` sums, in order; every entry adds up over images and processes.
+COUNT_NAMES = (
+    "images",
+    "boxes_rpn",
+    "boxes_cls",
+    "boxes_reg",
+    "candidates",
+    "candidate_score_sum",
+    "batches",
+    "annotated_batches",
+    "true_positives",
+    "cls_boxes_teacher_view",
+    "annotations",
+)
+
+
+def pseudo_label_counts(
     candidates: List[Instances],
     rpn_sets: List[Instances],
     cls_sets: List[Instances],
     reg_sets: List[Instances],
     cls_sets_teacher_view: Optional[List[Instances]] = None,
     annotations_teacher_view: Optional[List[Instances]] = None,
-) -> Dict[str, float]:
-    """The ``pseudo/*`` scalars of one batch (see the module docstring).
+) -> torch.Tensor:
+    """The sums behind the ``pseudo/*`` scalars of one batch: a float64 tensor of shape ``(len(COUNT_NAMES),)``.
+
+    Sums, not ratios, so that several processes' batches combine exactly by adding their
+    tensors (one ``all_reduce``) before :func:`stats_from_counts` divides.
 
     Args:
         candidates: per image, the candidate pseudo boxes with ``scores`` (teacher view).
@@ -59,22 +82,46 @@ def pseudo_label_stats(
         cls_sets_teacher_view, annotations_teacher_view: per image, the classification set and
             the hidden annotations, both in the teacher view; give both or neither.
     """
-    num_images = len(candidates)
     scores = torch.cat([c.scores for c in candidates])
-    stats = {
-        "pseudo/boxes_per_image_rpn": sum(len(x) for x in rpn_sets) / num_images,
-        "pseudo/boxes_per_image_cls": sum(len(x) for x in cls_sets) / num_images,
-        "pseudo/boxes_per_image_reg": sum(len(x) for x in reg_sets) / num_images,
-        "pseudo/teacher_score_mean": scores.float().mean().item() if len(scores) else 0.0,
+    counts = {
+        "images": len(candidates),
+        "boxes_rpn": sum(len(x) for x in rpn_sets),
+        "boxes_cls": sum(len(x) for x in cls_sets),
+        "boxes_reg": sum(len(x) for x in reg_sets),
+        "candidates": len(scores),
+        "candidate_score_sum": scores.double().sum().item(),
+        "batches": 1,
+        "annotated_batches": 0,
+        "true_positives": 0,
+        "cls_boxes_teacher_view": 0,
+        "annotations": 0,
     }
     if annotations_teacher_view is not None:
-        true_positives = sum(
+        counts["annotated_batches"] = 1
+        counts["true_positives"] = sum(
             count_true_positives(p, a) for p, a in zip(cls_sets_teacher_view, annotations_teacher_view)
         )
-        num_pseudo = sum(len(p) for p in cls_sets_teacher_view)
-        num_annotations = sum(len(a) for a in annotations_teacher_view)
-        if num_pseudo:
-            stats["pseudo/precision"] = true_positives / num_pseudo
-        if num_annotations:
-            stats["pseudo/recall"] = true_positives / num_annotations
+        counts["cls_boxes_teacher_view"] = sum(len(p) for p in cls_sets_teacher_view)
+        counts["annotations"] = sum(len(a) for a in annotations_teacher_view)
+    return torch.tensor([float(counts[name]) for name in COUNT_NAMES], dtype=torch.float64, device=scores.device)
+
+
+def stats_from_counts(counts: torch.Tensor) -> Dict[str, float]:
+    """The ``pseudo/*`` scalars (see the module docstring) of summed :func:`pseudo_label_counts`.
+
+    Precision and recall are given only when every summed batch had hidden annotations, and
+    each only when defined (some pseudo boxes for precision, some annotations for recall).
+    """
+    c = dict(zip(COUNT_NAMES, counts.tolist()))
+    stats = {
+        "pseudo/boxes_per_image_rpn": c["boxes_rpn"] / c["images"],
+        "pseudo/boxes_per_image_cls": c["boxes_cls"] / c["images"],
+        "pseudo/boxes_per_image_reg": c["boxes_reg"] / c["images"],
+        "pseudo/teacher_score_mean": c["candidate_score_sum"] / c["candidates"] if c["candidates"] else 0.0,
+    }
+    if c["annotated_batches"] == c["batches"]:
+        if c["cls_boxes_teacher_view"]:
+            stats["pseudo/precision"] = c["true_positives"] / c["cls_boxes_teacher_view"]
+        if c["annotations"]:
+            stats["pseudo/recall"] = c["true_positives"] / c["annotations"]
     return stats

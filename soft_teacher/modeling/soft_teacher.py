@@ -15,10 +15,11 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
 from detectron2.structures import Instances
+from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from ..config import EVAL_MODELS
-from .pseudo_label_quality import pseudo_label_stats
+from .pseudo_label_quality import pseudo_label_counts, stats_from_counts
 from .pseudo_labels import TeacherOutput, teacher_pseudo_labels
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
 from .view_geometry import instances_to_view, view_to_view_matrix
@@ -165,7 +166,8 @@ class SoftTeacher(nn.Module):
         return losses
 
     def unsupervised_losses(self, unlabeled: List[dict]) -> Dict[str, torch.Tensor]:
-        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; also writes ``pseudo/*`` stats.
+        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; also writes ``pseudo/*`` stats
+        (over all processes' unlabeled images).
 
         The student's own EventStorage scalars (RPN anchors, ROI samples) go under ``unsup/``.
         """
@@ -196,8 +198,11 @@ class SoftTeacher(nn.Module):
         rpn_sets = [p[p.scores >= self.rpn_pseudo_thresh] for p in pseudo_labels]
         cls_sets = [p[p.scores >= self.cls_pseudo_thresh] for p in pseudo_labels]
         reg_sets = [p[p.uncertainty < self.reg_uncertainty_thresh] for p in pseudo_labels]
+        counts = self._pseudo_label_counts(unlabeled, teacher_out, rpn_sets, cls_sets, reg_sets)
+        if comm.get_world_size() > 1:
+            torch.distributed.all_reduce(counts)  # every rank calls it: the burn-in ends on the same iteration
         storage = get_event_storage()
-        for name, value in self._pseudo_label_stats(unlabeled, teacher_out, rpn_sets, cls_sets, reg_sets).items():
+        for name, value in stats_from_counts(counts).items():
             storage.put_scalar(name, value)
 
         with storage.name_scope("unsup"):
@@ -214,15 +219,16 @@ class SoftTeacher(nn.Module):
             losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
         return {f"unsup_{name}": value * self.unsup_weight for name, value in losses.items()}
 
-    def _pseudo_label_stats(
+    def _pseudo_label_counts(
         self,
         unlabeled: List[dict],
         teacher_out: TeacherOutput,
         rpn_sets: List[Instances],
         cls_sets: List[Instances],
         reg_sets: List[Instances],
-    ) -> Dict[str, float]:
-        """:func:`pseudo_label_stats`, with precision/recall when every image has ``hidden_instances``."""
+    ) -> torch.Tensor:
+        """:func:`pseudo_label_counts` of this process's batch, matched against ``hidden_instances``
+        when every image has them."""
         cls_sets_teacher_view = annotations_teacher_view = None
         if all("hidden_instances" in d for d in unlabeled):
             cls_sets_teacher_view = [p[p.scores >= self.cls_pseudo_thresh] for p in teacher_out.pseudo_labels]
@@ -230,7 +236,7 @@ class SoftTeacher(nn.Module):
                 instances_to_view(d["hidden_instances"].to(self.device), d["teacher"]["transform_matrix"], size)
                 for d, size in zip(unlabeled, teacher_out.images.image_sizes)
             ]
-        return pseudo_label_stats(
+        return pseudo_label_counts(
             teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, cls_sets_teacher_view, annotations_teacher_view
         )
 
