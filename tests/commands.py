@@ -2,6 +2,7 @@
 import importlib.util
 import os
 import shlex
+import sys
 from typing import Iterable, List
 
 from detectron2.engine import default_argument_parser
@@ -30,6 +31,7 @@ def load_tool(tool: str):
     """The module ``tools/<tool>.py``."""
     spec = importlib.util.spec_from_file_location(tool, os.path.join(REPO, "tools", f"{tool}.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[tool] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
 

@@ -1,5 +1,4 @@
 """COCO partial splits: the split convention, the split tool, and the registered names."""
-import importlib.util
 import json
 import os
 
@@ -8,11 +7,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from data_fixtures import write_coco
 from soft_teacher.data.datasets.coco_partial import register_coco_partial, split_coco
+from commands import load_tool
 
-_TOOL = os.path.join(os.path.dirname(__file__), os.pardir, "tools", "make_coco_splits.py")
-_spec = importlib.util.spec_from_file_location("make_coco_splits", _TOOL)
-_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_tool)
+_tool = load_tool("make_coco_splits")
 make_coco_splits = _tool.main
 
 # Image ids in file order: deliberately not sorted, so that "file order" matters.

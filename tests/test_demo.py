@@ -1,5 +1,4 @@
 """tools/run_demo.py (``make demo``) and the two demo configs."""
-import importlib.util
 import json
 import math
 import os
@@ -10,11 +9,9 @@ import pytest
 
 from soft_teacher.data.datasets.shapes import register_shapes
 from soft_teacher.engine import load_config
+from commands import REPO as _ROOT, load_tool
 
-_ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
-_spec = importlib.util.spec_from_file_location("run_demo", os.path.join(_ROOT, "tools", "run_demo.py"))
-run_demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_demo)
+run_demo = load_tool("run_demo")
 
 SOFT_TEACHER_DEMO = os.path.join(_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")
 SUPERVISED_DEMO = os.path.join(_ROOT, "configs", "shapes", "supervised_demo.yaml")

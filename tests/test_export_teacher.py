@@ -1,5 +1,4 @@
 """tools/export_teacher.py: the teacher as a plain checkpoint that stock Detectron2 loads and runs."""
-import importlib.util
 import logging
 import os
 
@@ -13,11 +12,10 @@ from detectron2.modeling import build_model
 from soft_teacher.engine import SoftTeacherCheckpointer
 
 from conftest import make_tiny_cfg
-from engine_helpers import REPO_ROOT, write_config
+from engine_helpers import write_config
+from commands import load_tool
 
-_spec = importlib.util.spec_from_file_location("export_teacher", os.path.join(REPO_ROOT, "tools", "export_teacher.py"))
-export_teacher = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(export_teacher)
+export_teacher = load_tool("export_teacher")
 
 
 @pytest.fixture

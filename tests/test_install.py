@@ -1,17 +1,13 @@
 """The installer's decisions: what it installs on which machine, and the wheel it rewrites."""
-import importlib.util
 import os
 import subprocess
 import sys
 import zipfile
 
 import pytest
+from commands import REPO as ROOT, load_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("install", os.path.join(ROOT, "tools", "install.py"))
-install = importlib.util.module_from_spec(_spec)
-sys.modules["install"] = install  # dataclasses look their module up by name
-_spec.loader.exec_module(install)
+install = load_tool("install")
 
 
 def everything_available(name):

@@ -1,16 +1,13 @@
 """tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
-import importlib.util
 import json
 import os
 
 import cv2
 import numpy as np
 import pytest
+from commands import load_tool
 
-_TOOL = os.path.join(os.path.dirname(__file__), os.pardir, "tools", "plot_metrics.py")
-_spec = importlib.util.spec_from_file_location("plot_metrics", _TOOL)
-plot_metrics_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plot_metrics_tool)
+plot_metrics_tool = load_tool("plot_metrics")
 
 SOFT_TEACHER_LINES = [
     {"iteration": 19, "total_loss": 3.0, "sup_loss_cls": 1.0, "unsup_loss_cls": 0.5,

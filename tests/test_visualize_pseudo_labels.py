@@ -1,5 +1,4 @@
 """tools/visualize_pseudo_labels.py: teacher and student views with the pseudo boxes drawn in."""
-import importlib.util
 import os
 
 import cv2
@@ -13,11 +12,9 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from conftest import make_tiny_cfg
+from commands import load_tool
 
-_TOOL = os.path.join(os.path.dirname(__file__), os.pardir, "tools", "visualize_pseudo_labels.py")
-_spec = importlib.util.spec_from_file_location("visualize_pseudo_labels", _TOOL)
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_tool("visualize_pseudo_labels")
 
 SIZE = 128  # square test images; the hand-made teacher view is the original image
 GRAY = 128
