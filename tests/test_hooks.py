@@ -7,6 +7,7 @@ from torch import nn
 
 from detectron2.utils.events import EventStorage
 from log_capture import captured_logs
+from soft_teacher.engine import hooks as hooks_module
 from soft_teacher.engine import NoPseudoBoxWarning, PseudoLabelPrinter, SkippedUnlabeledImages, TeacherEMA, unwrap_model
 
 
@@ -145,10 +146,23 @@ def test_pseudo_label_printer_logs_smoothed_pseudo_stats_and_momentum(captured):
     assert lines == [" iter: 2  ema_momentum: 0.999  pseudo/boxes_per_image_cls: 3"]
 
 
-def test_skipped_unlabeled_images_are_logged_each_iteration():
+def test_skipped_unlabeled_images_are_logged_every_period_and_after_the_last_iteration():
     loader = SimpleNamespace(num_skipped_unlabeled=0)
     with EventStorage(0) as storage:
-        hook = SkippedUnlabeledImages(loader)
+        hook = SkippedUnlabeledImages(loader, period=2)
         trainer = attach(hook, None, storage)
-        run_steps(hook, trainer, storage, range(2), lambda it: setattr(loader, "num_skipped_unlabeled", 3 * it))
-        assert storage.history(SkippedUnlabeledImages.KEY).values() == [(0, 0), (3, 1)]
+        trainer.max_iter = 5
+        run_steps(hook, trainer, storage, range(5), lambda it: setattr(loader, "num_skipped_unlabeled", 3 * it))
+        assert storage.history(SkippedUnlabeledImages.KEY).values() == [(3, 1), (9, 3), (12, 4)]
+
+
+def test_skipped_unlabeled_images_are_summed_over_ranks(monkeypatch):
+    monkeypatch.setattr(hooks_module.comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(hooks_module.comm, "all_gather", lambda count: [count, 5])  # rank 1 skipped 5
+    loader = SimpleNamespace(num_skipped_unlabeled=2)
+    with EventStorage(0) as storage:
+        hook = SkippedUnlabeledImages(loader, period=1)
+        trainer = attach(hook, None, storage)
+        trainer.max_iter = 1
+        run_steps(hook, trainer, storage, range(1))
+        assert storage.history(SkippedUnlabeledImages.KEY).values() == [(7, 0)]

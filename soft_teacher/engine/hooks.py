@@ -2,6 +2,7 @@
 import logging
 
 from detectron2.engine import HookBase
+from detectron2.utils import comm
 
 from soft_teacher.modeling.ema import copy_student_to_teacher, ema_update
 
@@ -99,13 +100,23 @@ class SkippedUnlabeledImages(HookBase):
     """Logs ``data/unlabeled_images_skipped``: unlabeled images skipped so far as missing or unreadable.
 
     Reads ``num_skipped_unlabeled`` of the train loader (``soft_teacher.data``'s semi-supervised
-    loader counts them over all its workers); the mapper itself warns with each file name.
+    loader counts them over all its workers) every ``period`` iterations (Detectron2's writers
+    print every 20) and after the last one; with several processes, the total of all ranks (one
+    ``all_gather`` of a number, on those iterations only). The mapper itself warns with each
+    file name, in its own rank's log.
     """
 
     KEY = "data/unlabeled_images_skipped"
 
-    def __init__(self, loader):
+    def __init__(self, loader, period: int = 20):
         self._loader = loader
+        self._period = period
 
     def after_step(self):
-        self.trainer.storage.put_scalar(self.KEY, self._loader.num_skipped_unlabeled, smoothing_hint=False)
+        iteration = self.trainer.iter
+        if (iteration + 1) % self._period and iteration != self.trainer.max_iter - 1:
+            return
+        count = self._loader.num_skipped_unlabeled
+        if comm.get_world_size() > 1:
+            count = sum(comm.all_gather(count))
+        self.trainer.storage.put_scalar(self.KEY, count, smoothing_hint=False)
