@@ -177,6 +177,14 @@ def write_config(cfg, path):
     return str(path)
 
 
+def write_metrics(output_dir, records):
+    """Write ``records`` as ``output_dir/metrics.json`` (one JSON object per line, as Detectron2 does); the folder."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in records)
+    return str(output_dir)
+
+
 def read_metrics(output_dir):
     """The rows of ``output_dir/metrics.json``."""
     with open(os.path.join(output_dir, "metrics.json")) as f:

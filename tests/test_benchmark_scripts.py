@@ -9,15 +9,10 @@ import os
 import pytest
 
 from commands import load_tool
+from engine_helpers import write_metrics
 
 benchmark_accuracy = load_tool("benchmark_accuracy")
 benchmark_speed = load_tool("benchmark_speed")
-
-
-def write_metrics(output_dir, records):
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        f.write("\n".join(json.dumps(r) for r in records) + "\n")
 
 
 def test_gap_closed_is_the_share_of_the_supervised_to_ceiling_gap():

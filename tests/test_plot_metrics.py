@@ -1,11 +1,11 @@
 """tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
-import json
 import os
 
 import cv2
 import numpy as np
 import pytest
 from commands import load_tool
+from engine_helpers import write_metrics
 
 plot_metrics_tool = load_tool("plot_metrics")
 
@@ -22,22 +22,15 @@ BASELINE_LINES = [
 ]
 
 
-def write_run(folder, lines):
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "metrics.json"), "w") as f:
-        f.writelines(json.dumps(line) + "\n" for line in lines)
-    return str(folder)
-
-
 def test_load_metrics_merges_lines_of_one_iteration(tmp_path):
-    run = write_run(tmp_path / "run", SOFT_TEACHER_LINES)
+    run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
     metrics = plot_metrics_tool.load_metrics(run)
     assert metrics["total_loss"] == ([19, 39], [3.0, 2.0])
     assert metrics["teacher/bbox/AP"] == ([39], [5.0])
 
 
 def test_load_metrics_keeps_the_later_value_of_a_repeated_iteration(tmp_path):
-    run = write_run(tmp_path / "run", [
+    run = write_metrics(tmp_path / "run", [
         {"iteration": 19, "total_loss": 3.0}, {"iteration": 39, "total_loss": 2.0},
         {"iteration": 19, "total_loss": 2.9},  # resumed from iteration 0
     ])
@@ -57,7 +50,7 @@ def test_missing_metrics_file_names_the_expected_path(tmp_path):
 
 
 def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
-    run = write_run(tmp_path / "run", SOFT_TEACHER_LINES)
+    run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
     output = str(tmp_path / "curves.png")
     drawn = plot_metrics_tool.plot_metrics([run], output)
     assert drawn == {
@@ -76,8 +69,8 @@ def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
 
 
 def test_several_runs_are_overlaid_with_their_labels(tmp_path):
-    soft = write_run(tmp_path / "soft", SOFT_TEACHER_LINES)
-    base = write_run(tmp_path / "base", BASELINE_LINES)
+    soft = write_metrics(tmp_path / "soft", SOFT_TEACHER_LINES)
+    base = write_metrics(tmp_path / "base", BASELINE_LINES)
     drawn = plot_metrics_tool.plot_metrics([soft, base], str(tmp_path / "cmp.png"), labels=["ST", "sup"])
     assert drawn["Box AP"] == ["ST: student/bbox/AP", "ST: teacher/bbox/AP", "sup: bbox/AP"]
     assert drawn["Supervised losses"] == ["ST: sup_loss_cls", "sup: loss_cls"]
@@ -85,7 +78,7 @@ def test_several_runs_are_overlaid_with_their_labels(tmp_path):
 
 
 def test_a_panel_without_data_is_reported_empty(tmp_path):
-    base = write_run(tmp_path / "base", BASELINE_LINES)
+    base = write_metrics(tmp_path / "base", BASELINE_LINES)
     drawn = plot_metrics_tool.plot_metrics([base], str(tmp_path / "base.png"))
     assert drawn["Unsupervised losses (weighted)"] == []
     assert drawn["Pseudo-label precision / recall"] == []
@@ -93,13 +86,13 @@ def test_a_panel_without_data_is_reported_empty(tmp_path):
 
 
 def test_one_label_per_run_is_required(tmp_path):
-    run = write_run(tmp_path / "run", BASELINE_LINES)
+    run = write_metrics(tmp_path / "run", BASELINE_LINES)
     with pytest.raises(ValueError, match="one label per run"):
         plot_metrics_tool.plot_metrics([run, run], str(tmp_path / "x.png"), labels=["only one"])
 
 
 def test_command_line_writes_metrics_png_next_to_the_run(tmp_path, capsys):
-    run = write_run(tmp_path / "run", SOFT_TEACHER_LINES)
+    run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
     assert plot_metrics_tool.main([run]) == 0
     assert os.path.getsize(os.path.join(run, "metrics.png")) > 0
     assert "Wrote" in capsys.readouterr().out
