@@ -17,7 +17,7 @@ PHOTOMETRIC_OPS = (
     "identity", "autocontrast", "equalize", "solarize", "color",
     "contrast", "brightness", "sharpness", "posterize",
 )
-GEOMETRIC_OPS = ("translate", "rotate", "shear")
+GEOMETRIC_OPS = ("translate_x", "translate_y", "rotate", "shear")
 
 
 def add_soft_teacher_config(cfg: CN) -> CN:
@@ -38,9 +38,12 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.JITTER_SCALE = 0.06
     # Weight of the unsupervised losses in the total loss (2.0 in the paper's full-COCO setting).
     st.UNSUP_WEIGHT = 4.0
-    # EMA momentum m of the teacher update: teacher <- m * teacher + (1 - m) * student.
+    # EMA momentum m of the teacher update after each step: teacher <- m_k * teacher + (1 - m_k) * student,
+    # warmed up as in the reference: m_k = min(m, 1 - 1 / (k + 1)), k = iter + 1 - BURN_IN_ITERS after iteration
+    # iter: 0 (a copy), 1/2, 2/3, ... up to m, so the teacher is the running mean of the students until then.
     st.EMA_MOMENTUM = 0.999
-    # Supervised-only iterations before the unsupervised losses start; then teacher <- student (paper: 0).
+    # Supervised-only iterations before the unsupervised losses start (paper: 0). The teacher is not updated
+    # during them; the update after the last one (k = 0 above) makes it a copy of the student.
     st.BURN_IN_ITERS = 0
     # Which model inference and --eval-only use: "teacher", "student" or "both" (periodic evaluation: both).
     st.EVAL_MODEL = "teacher"
@@ -59,17 +62,21 @@ def add_soft_teacher_config(cfg: CN) -> CN:
 
     # Photometric ops of the labeled and the student (strong) views; one is drawn per image.
     cfg.INPUT.PHOTOMETRIC_OPS = PHOTOMETRIC_OPS
-    # Geometric ops of the student view; one is drawn per image.
+    # Geometric ops of the student view; one is drawn per image, uniformly from this list (the reference's
+    # odds: translate 1/2, along x or along y only, rotate 1/4, shear along x then y 1/4). The photometric
+    # op and the geometric op are applied in a random order per image.
     cfg.INPUT.STRONG_GEOMETRIC_OPS = GEOMETRIC_OPS
     # Largest translation of the student view, as a fraction of the image width/height.
     cfg.INPUT.STRONG_TRANSLATE_FRAC = 0.1
     # Largest rotation of the student view, in degrees.
     cfg.INPUT.STRONG_ROTATE_DEG = 30.0
-    # Largest shear of the student view along x and y, in degrees.
+    # Largest shear angle a of the student view along x and along y, in degrees; the shear factor is tanh(a in
+    # radians), about the image's top-left corner (the reference's mmcv shear).
     cfg.INPUT.STRONG_SHEAR_DEG = 30.0
-    # Number of random-erasing squares on the student view: (min, max), inclusive.
-    cfg.INPUT.ERASE_COUNT = (1, 5)
-    # Largest side of an erased square, as a fraction of the image's shorter side.
+    # Number of grey random-erasing rectangles on the student view, uniform in min..max, both included
+    # (the reference's numpy randint(1, 5): 1 to 4).
+    cfg.INPUT.ERASE_COUNT = (1, 4)
+    # Each rectangle is r * height high and r * width wide, r ~ U(0, ERASE_MAX_FRAC) drawn per rectangle (< 1).
     cfg.INPUT.ERASE_MAX_FRAC = 0.2
     return cfg
 

@@ -1,9 +1,10 @@
-"""EMA of the teacher: t = m * t + (1 - m) * s on parameters and float buffers, integer buffers copied."""
+"""EMA of the teacher: t = m * t + (1 - m) * s on parameters and float buffers, integer buffers copied;
+the reference's momentum warm-up m_k = min(m, 1 - 1 / (k + 1))."""
 import pytest
 import torch
 from torch import nn
 
-from soft_teacher.modeling.ema import copy_student_to_teacher, ema_update
+from soft_teacher.modeling.ema import copy_student_to_teacher, ema_momentum, ema_update
 
 
 def tiny_net(seed):
@@ -62,3 +63,34 @@ def test_different_architectures_are_refused():
 def test_a_momentum_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="EMA_MOMENTUM"):
         ema_update(tiny_net(0), tiny_net(1), momentum=1.5)
+
+
+def test_ema_momentum_warms_up_like_the_reference_then_stays_at_m():
+    # microsoft/SoftTeacher MeanTeacher(warm_up=0): min(m, 1 - 1 / (k + 1)) at the k-th update.
+    assert [ema_momentum(0.999, k) for k in range(4)] == pytest.approx([0.0, 1 / 2, 2 / 3, 3 / 4])
+    assert ema_momentum(0.999, 998) == pytest.approx(1 - 1 / 999)  # still below m
+    assert ema_momentum(0.999, 999) == pytest.approx(0.999)  # 1 - 1/1000 = m
+    assert ema_momentum(0.999, 1000) == 0.999  # capped from here on
+    assert ema_momentum(0.999, 10**6) == 0.999
+    assert [ema_momentum(0.5, k) for k in range(4)] == [0.0, 0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match=">= 0"):
+        ema_momentum(0.999, -1)
+
+
+def test_warmed_up_updates_make_the_teacher_the_running_mean_of_the_students():
+    teacher = nn.Linear(1, 1, bias=False)
+    student = nn.Linear(1, 1, bias=False)
+    values = [4.0, 1.0, 7.0, 2.0]
+    for k, value in enumerate(values):
+        nn.init.constant_(student.weight, value)
+        ema_update(teacher, student, ema_momentum(0.999, k))
+        assert teacher.weight.item() == pytest.approx(sum(values[: k + 1]) / (k + 1))
+
+
+def test_momentum_zero_copies_even_over_a_non_finite_teacher():
+    teacher, student = tiny_net(0), tiny_net(1)
+    with torch.no_grad():
+        teacher[0].weight.fill_(float("nan"))
+        teacher[1].running_var.fill_(float("inf"))
+    ema_update(teacher, student, momentum=0.0)
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in teacher.state_dict().items())

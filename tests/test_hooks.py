@@ -42,32 +42,69 @@ def captured():
         yield records
 
 
-def test_teacher_ema_applies_the_ema_formula_after_a_step():
+def test_teacher_ema_applies_the_warmed_up_ema_formula_after_each_step():
     model = Twin(teacher_value=1.0, student_value=3.0)
     with EventStorage(0) as storage:
         hook = TeacherEMA(momentum=0.9)
         trainer = attach(hook, model, storage)
         run_steps(hook, trainer, storage, [0])
-        # 0.9 * 1.0 + 0.1 * 3.0
-        assert model.teacher.weight.item() == pytest.approx(1.2)
+        # No burn-in: the k = 0 copy was the construction; after iteration 0, k = 1, m = 1/2.
+        assert model.teacher.weight.item() == pytest.approx(0.5 * 1.0 + 0.5 * 3.0)
         assert model.student.weight.item() == 3.0
-        assert storage.latest()["ema_momentum"] == (0.9, 0)
+        assert storage.latest()["ema_momentum"] == (0.5, 0)
+        run_steps(hook, trainer, storage, [1])  # k = 2, m = 2/3
+        assert model.teacher.weight.item() == pytest.approx(2 / 3 * 2.0 + 1 / 3 * 3.0)
+        assert storage.latest()["ema_momentum"] == (pytest.approx(2 / 3), 1)
 
 
-def test_teacher_ema_leaves_teacher_during_burn_in_then_copies_student():
+def test_teacher_ema_momentum_sequence_matches_the_reference_hook():
+    # microsoft/SoftTeacher MeanTeacher(momentum=m, warm_up=0) updates before iteration i with
+    # min(m, 1 - 1 / (i + 1)); our update after iteration i is its update before iteration i + 1.
+    m = 0.9
+    with EventStorage(0) as storage:
+        hook = TeacherEMA(momentum=m)
+        trainer = attach(hook, Twin(0.0, 1.0), storage)
+        run_steps(hook, trainer, storage, range(15))
+        logged = [value for value, _ in storage.history("ema_momentum").values()]
+    assert logged == pytest.approx([min(m, 1 - 1 / (i + 2)) for i in range(15)])
+    assert logged[:3] == pytest.approx([1 / 2, 2 / 3, 3 / 4]) and logged[-1] == m
+
+
+def test_teacher_ema_leaves_teacher_during_burn_in_then_copies_student_and_warms_up():
     model = Twin(teacher_value=1.0, student_value=3.0)
     with EventStorage(0) as storage:
-        hook = TeacherEMA(momentum=0.5, burn_in_iters=3)
+        hook = TeacherEMA(momentum=0.9, burn_in_iters=3)
         trainer = attach(hook, model, storage)
         run_steps(hook, trainer, storage, [0, 1])
         assert model.teacher.weight.item() == 1.0
         assert "ema_momentum" not in storage.latest()
-        run_steps(hook, trainer, storage, [2])  # the last burn-in iteration
+        run_steps(hook, trainer, storage, [2])  # the last burn-in iteration: k = 0, a copy
         assert model.teacher.weight.item() == 3.0
         assert storage.latest()["ema_momentum"] == (0.0, 2)
         nn.init.constant_(model.student.weight, 5.0)
-        run_steps(hook, trainer, storage, [3])
+        run_steps(hook, trainer, storage, [3])  # k = 1: the mean of the two students
         assert model.teacher.weight.item() == pytest.approx(0.5 * 3.0 + 0.5 * 5.0)
+        nn.init.constant_(model.student.weight, 10.0)
+        run_steps(hook, trainer, storage, [4])  # k = 2
+        assert model.teacher.weight.item() == pytest.approx((3.0 + 5.0 + 10.0) / 3)
+        assert storage.latest()["ema_momentum"] == (pytest.approx(2 / 3), 4)
+
+
+@pytest.mark.parametrize("burn_in_iters", [0, 4])
+def test_teacher_ema_resumed_at_any_iteration_continues_the_same_momentum_sequence(burn_in_iters):
+    def momenta(iterations):
+        with EventStorage(iterations[0]) as storage:
+            hook = TeacherEMA(momentum=0.95, burn_in_iters=burn_in_iters)  # a fresh hook, as after --resume
+            run_steps(hook, attach(hook, Twin(0.0, 1.0), storage), storage, iterations)
+            return storage.history("ema_momentum").values()
+
+    uninterrupted = momenta(list(range(12)))
+    for start in (1, 3, 4, 7):
+        resumed = momenta(list(range(start, 12)))
+        assert resumed == [(m, it) for m, it in uninterrupted if it >= start], start
+    first_iteration = max(burn_in_iters - 1, 0)
+    assert uninterrupted[0][1] == first_iteration
+    assert uninterrupted[0][0] == (0.0 if burn_in_iters else 0.5)
 
 
 def test_teacher_ema_reaches_the_model_inside_a_data_parallel_wrapper():
@@ -76,7 +113,7 @@ def test_teacher_ema_reaches_the_model_inside_a_data_parallel_wrapper():
     assert unwrap_model(wrapped) is model
     with EventStorage(0) as storage:
         hook = TeacherEMA(momentum=0.75)
-        run_steps(hook, attach(hook, wrapped, storage), storage, [0])
+        run_steps(hook, attach(hook, wrapped, storage), storage, [5])  # past the warm-up: m = 0.75
     assert model.teacher.weight.item() == pytest.approx(0.25)
 
 

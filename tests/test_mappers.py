@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from data_fixtures import box_image, bright_extent
@@ -16,7 +17,9 @@ from soft_teacher.data.transforms import (
     CV2ResizeShortestEdge,
     RandomAffine,
     RandomErasing,
+    RandomOrder,
     RandomPhotometric,
+    transform_matrix,
 )
 
 H, W = 72, 96
@@ -57,10 +60,47 @@ def test_view_augmentations_follow_the_config(tiny_cfg):
              for view in ("labeled", "teacher", "student")}
     assert kinds["labeled"] == [CV2ResizeShortestEdge, CV2RandomFlip, RandomPhotometric]
     assert kinds["teacher"] == [CV2ResizeShortestEdge, CV2RandomFlip]
-    assert kinds["student"] == [CV2ResizeShortestEdge, CV2RandomFlip, RandomPhotometric, RandomAffine, RandomErasing]
+    assert kinds["student"] == [CV2ResizeShortestEdge, CV2RandomFlip, RandomOrder, RandomErasing]
+    shuffled = build_view_augmentations(tiny_cfg, "student")[2]
+    assert [type(a) for a in shuffled.augs] == [RandomPhotometric, RandomAffine]
     tiny_cfg.INPUT.RANDOM_FLIP = "none"
     tiny_cfg.INPUT.PHOTOMETRIC_OPS = ()
     assert [type(a) for a in build_view_augmentations(tiny_cfg, "labeled")] == [CV2ResizeShortestEdge]
+
+
+def test_student_view_applies_photometric_and_geometric_op_in_a_random_order_with_the_right_matrix(tiny_cfg):
+    # The reference's ShuffledSequential. autocontrast keeps the box the brightest region in either
+    # order but shows the order in the warp's fill: 125 if it comes after, (125 - 30) * 255 / 200
+    # = 121 if it stretches the warped image.
+    tiny_cfg.INPUT.PHOTOMETRIC_OPS = ("autocontrast",)
+    augs = build_view_augmentations(tiny_cfg, "student")
+    augs = T.AugmentationList([a for a in augs if not isinstance(a, RandomErasing)])  # erasing would hide the box
+    np.random.seed(0)
+    image = box_image(H, W, BOX)
+    n, photometric_first, checked_boxes, checked_fill = 400, 0, 0, {True: 0, False: 0}
+    for _ in range(n):
+        aug_input = T.AugInput(image)
+        tfms = augs(aug_input)
+        kinds = [type(t).__name__ for t in tfms.transforms]
+        first = kinds.index("PhotometricTransform") < kinds.index("AffineTransform")
+        photometric_first += first
+        matrix = transform_matrix(tfms)
+        out = aug_input.image
+        expected_box = _map_box(matrix, BOX)
+        h, w = out.shape[:2]
+        if expected_box[0] > 1 and expected_box[1] > 1 and expected_box[2] < w - 1 and expected_box[3] < h - 1:
+            np.testing.assert_allclose(bright_extent(out), expected_box, atol=1.5)
+            checked_boxes += 1
+        # a pixel whose source lies well outside the original image holds the fill
+        y, x = np.mgrid[0:h, 0:w]
+        source = np.stack([x.ravel() + 0.5, y.ravel() + 0.5, np.ones(h * w)]).T @ np.linalg.inv(matrix).T
+        outside = ((source[:, 0] < -2) | (source[:, 0] > W + 2) | (source[:, 1] < -2) | (source[:, 1] > H + 2))
+        if outside.any():
+            fill = out.reshape(-1, 3)[outside]
+            assert (fill == (125 if first else 121)).all()
+            checked_fill[first] += 1
+    assert abs(photometric_first / n - 0.5) < 0.08  # binomial std 0.025
+    assert min(checked_fill.values()) > 50 and checked_boxes > n // 2
 
 
 def test_unlabeled_dict_follows_the_contract(tiny_cfg, image_file):

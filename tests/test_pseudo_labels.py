@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from detectron2.modeling import build_model
+from detectron2.modeling.proposal_generator import rpn as rpn_module
 from detectron2.structures import Boxes, Instances
 from soft_teacher.modeling.pseudo_label_quality import count_true_positives, pseudo_label_counts, stats_from_counts
 from soft_teacher.modeling.pseudo_labels import (
@@ -14,6 +15,7 @@ from soft_teacher.modeling.pseudo_labels import (
     teacher_background_probs,
     teacher_detections,
     teacher_pseudo_labels,
+    training_proposal_counts,
 )
 
 IMAGE_SIZE = (128, 128)
@@ -111,16 +113,69 @@ def test_jitter_uncertainty_uses_one_box_head_call_for_the_whole_batch(teacher):
     assert all(torch.isfinite(u).all() for u in uncertainties)
 
 
-def test_teacher_detections_are_detectron2_inference_in_the_teacher_view(teacher):
+def test_teacher_detections_are_detectron2_inference_with_the_training_proposal_counts(teacher):
     views = random_views(2)
     _, features, dets = teacher_detections(teacher, views)
+    rpn = teacher.proposal_generator
     with torch.no_grad():
+        test_counts = teacher.inference(views, do_postprocess=False)
+        rpn.pre_nms_topk[False], rpn.post_nms_topk[False] = rpn.pre_nms_topk[True], rpn.post_nms_topk[True]
         expected = teacher.inference(views, do_postprocess=False)
     for det, exp in zip(dets, expected):
         assert det.image_size == IMAGE_SIZE
         assert torch.equal(det.pred_boxes.tensor, exp.pred_boxes.tensor)
         assert torch.equal(det.scores, exp.scores)
+    assert any(len(d) != len(t) or not torch.equal(d.scores, t.scores) for d, t in zip(dets, test_counts))
     assert set(features) == set(teacher.backbone.output_shape())
+
+
+@pytest.fixture
+def proposal_counts(monkeypatch):
+    """The (pre_nms_topk, post_nms_topk) of every RPN proposal selection, in call order."""
+    calls = []
+    original = rpn_module.find_top_rpn_proposals
+
+    def recording(proposals, pred_objectness_logits, image_sizes, nms_thresh, pre_nms_topk, post_nms_topk,
+                  *args, **kwargs):
+        calls.append((pre_nms_topk, post_nms_topk))
+        return original(proposals, pred_objectness_logits, image_sizes, nms_thresh, pre_nms_topk, post_nms_topk,
+                        *args, **kwargs)
+
+    monkeypatch.setattr(rpn_module, "find_top_rpn_proposals", recording)
+    return calls
+
+
+def test_pseudo_labelling_uses_the_training_proposal_counts_and_evaluation_the_test_ones(tiny_cfg, proposal_counts):
+    # tiny_cfg: PRE/POST_NMS_TOPK_TRAIN 200/100, PRE/POST_NMS_TOPK_TEST 100/50 (as the reference's
+    # rpn_proposal train_cfg in extract_teacher_info; the box head keeps its test settings).
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg)
+    model.eval()
+    train_counts = (tiny_cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN, tiny_cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN)
+    test_counts = (tiny_cfg.MODEL.RPN.PRE_NMS_TOPK_TEST, tiny_cfg.MODEL.RPN.POST_NMS_TOPK_TEST)
+    assert train_counts == (200, 100) and test_counts == (100, 50)
+    teacher_pseudo_labels(model.teacher, random_views(2), 0.5, 10, 0.06)
+    assert proposal_counts == [train_counts]
+    model([{**view, "height": 128, "width": 128} for view in random_views(2)])  # evaluation of the teacher
+    assert proposal_counts == [train_counts, test_counts]
+    rpn = model.teacher.proposal_generator
+    assert rpn.pre_nms_topk == {True: 200, False: 100} and rpn.post_nms_topk == {True: 100, False: 50}
+
+
+def test_training_proposal_counts_are_restored_after_an_error(teacher, monkeypatch):
+    rpn = teacher.proposal_generator
+    before = (dict(rpn.pre_nms_topk), dict(rpn.post_nms_topk))
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(rpn_module, "find_top_rpn_proposals", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        teacher_detections(teacher, random_views(1))
+    assert (rpn.pre_nms_topk, rpn.post_nms_topk) == before
+    with training_proposal_counts(rpn):
+        assert rpn.pre_nms_topk[False] == 200 and rpn.post_nms_topk[False] == 100
+    assert (rpn.pre_nms_topk, rpn.post_nms_topk) == before
 
 
 def test_pseudo_labels_keep_detections_scoring_at_least_the_initial_threshold(teacher, monkeypatch):

@@ -68,7 +68,7 @@ def pseudo_labels(boxes, classes):
     return Instances(IMAGE_SIZE, gt_boxes=Boxes(torch.tensor(boxes).view(-1, 4)), gt_classes=torch.tensor(classes))
 
 
-def cls_loss(model, props, pseudo, student_to_teacher=torch.eye(3)):
+def cls_loss(model, props, pseudo, student_to_teacher=torch.eye(3), teacher_image_size=IMAGE_SIZE):
     with EventStorage():
         return unsup_roi_cls_loss(
             model.student.roi_heads,
@@ -78,7 +78,17 @@ def cls_loss(model, props, pseudo, student_to_teacher=torch.eye(3)):
             model.teacher.roi_heads,
             features(model.teacher, len(props)),
             [student_to_teacher] * len(props),
+            [teacher_image_size] * len(props),
         )
+
+
+def record_teacher_scored_boxes(model):
+    """The boxes the teacher's box head pools, one (R, 4) tensor per call."""
+    scored = []
+    model.teacher.roi_heads.box_pooler.register_forward_pre_hook(
+        lambda module, args: scored.append(torch.cat([b.tensor for b in args[1]]))
+    )
+    return scored
 
 
 def test_cls_loss_with_a_known_teacher_background_probability(model):
@@ -100,14 +110,23 @@ def test_cls_loss_of_an_image_without_pseudo_boxes_is_its_weighted_background_te
 
 
 def test_cls_loss_scores_the_proposals_mapped_back_into_the_teacher_view(model):
-    scored = []
-    model.teacher.roi_heads.box_pooler.register_forward_pre_hook(
-        lambda module, args: scored.append(torch.cat([b.tensor for b in args[1]]))
-    )
+    scored = record_teacher_scored_boxes(model)
     half = torch.diag(torch.tensor([0.5, 0.5, 1.0]))  # the teacher view is half the student view
     cls_loss(model, [proposals(PROPOSALS)], [pseudo_labels([10.0, 10, 50, 50], [0])], half)
     (boxes,) = scored
     expected = torch.tensor([[5.0, 5, 25, 25], [5.0, 5, 25, 25], [30.0, 30, 45, 45]])
+    assert torch.equal(boxes[boxes[:, 0].argsort()], expected)
+
+
+def test_proposals_mapped_into_the_teacher_view_are_clipped_to_the_teacher_image(model):
+    # As the reference (Transform2D.transform_bboxes with the teacher img_shape): clip, drop nothing.
+    scored = record_teacher_scored_boxes(model)
+    shift = torch.tensor([[1.0, 0, 50], [0, 1, -20], [0, 0, 1]])  # student view -> teacher view
+    cls_loss(model, [proposals(PROPOSALS)], [pseudo_labels([10.0, 10, 50, 50], [0])], shift, (100, 120))
+    (boxes,) = scored
+    # [10, 10, 50, 50] (the proposal and the appended pseudo box) -> [60, -10, 100, 30] -> y clipped at 0;
+    # [60, 60, 90, 90] -> [110, 40, 140, 70] -> x clipped at the teacher width 120
+    expected = torch.tensor([[60.0, 0, 100, 30], [60.0, 0, 100, 30], [110.0, 40, 120, 70]])
     assert torch.equal(boxes[boxes[:, 0].argsort()], expected)
 
 

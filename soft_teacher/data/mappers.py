@@ -9,8 +9,9 @@ Views (``build_view_augmentations``), each drawing its own randomness:
 - labeled: resize (``INPUT.MIN_SIZE_TRAIN`` / ``MAX_SIZE_TRAIN`` / ``MIN_SIZE_TRAIN_SAMPLING``),
   flip (``INPUT.RANDOM_FLIP``), one photometric op (``INPUT.PHOTOMETRIC_OPS``);
 - teacher (weak): resize, flip;
-- student (strong): resize, flip, one photometric op, one geometric op
-  (``INPUT.STRONG_GEOMETRIC_OPS``), random erasing (``INPUT.ERASE_COUNT`` / ``ERASE_MAX_FRAC``).
+- student (strong): resize, flip, then one photometric op and one geometric op
+  (``INPUT.STRONG_GEOMETRIC_OPS``) in a random order per image (:class:`RandomOrder`), then
+  random erasing (``INPUT.ERASE_COUNT`` / ``ERASE_MAX_FRAC``).
 """
 import copy
 import logging
@@ -32,6 +33,7 @@ from .transforms import (
     CV2ResizeShortestEdge,
     RandomAffine,
     RandomErasing,
+    RandomOrder,
     RandomPhotometric,
     transform_matrix,
 )
@@ -81,12 +83,17 @@ def build_view_augmentations(cfg, view: str) -> List[T.Augmentation]:
     if cfg.INPUT.RANDOM_FLIP != "none":
         augs.append(CV2RandomFlip(horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal",
                                   vertical=cfg.INPUT.RANDOM_FLIP == "vertical"))
+    strong = []
     if view in ("labeled", "student") and len(cfg.INPUT.PHOTOMETRIC_OPS):
-        augs.append(RandomPhotometric(cfg.INPUT.PHOTOMETRIC_OPS, image_format=cfg.INPUT.FORMAT))
+        strong.append(RandomPhotometric(cfg.INPUT.PHOTOMETRIC_OPS, image_format=cfg.INPUT.FORMAT))
+    if view == "student" and len(cfg.INPUT.STRONG_GEOMETRIC_OPS):
+        strong.append(RandomAffine(cfg.INPUT.STRONG_GEOMETRIC_OPS, translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
+                                   rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG, shear_deg=cfg.INPUT.STRONG_SHEAR_DEG))
+    if len(strong) > 1:  # the reference's ShuffledSequential: the two ops in a random order per image
+        augs.append(RandomOrder(strong))
+    else:
+        augs.extend(strong)
     if view == "student":
-        if len(cfg.INPUT.STRONG_GEOMETRIC_OPS):
-            augs.append(RandomAffine(cfg.INPUT.STRONG_GEOMETRIC_OPS, translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
-                                     rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG, shear_deg=cfg.INPUT.STRONG_SHEAR_DEG))
         augs.append(RandomErasing(cfg.INPUT.ERASE_COUNT, cfg.INPUT.ERASE_MAX_FRAC))
     return augs
 

@@ -4,7 +4,7 @@ import logging
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from soft_teacher.modeling.ema import copy_student_to_teacher, ema_update
+from soft_teacher.modeling.ema import ema_momentum, ema_update
 
 from .teacher_student import unwrap_model
 
@@ -12,23 +12,33 @@ logger = logging.getLogger(__name__)
 
 
 class TeacherEMA(HookBase):
-    """Keeps the teacher an exponential moving average of the student.
+    """Keeps the teacher an exponential moving average of the student, with the reference's warm-up.
 
-    After the optimizer step of iteration ``i`` (``after_step``):
+    After the optimizer step of iteration ``i`` (``after_step``), with ``B = burn_in_iters`` and
+    ``k = i + 1 - B`` (the number of teacher updates before this one):
 
-    - ``i + 1 < burn_in_iters``: nothing (supervised-only burn-in; the teacher is unused);
-    - ``i + 1 == burn_in_iters``: ``teacher <- student`` (end of burn-in);
-    - otherwise: ``teacher <- m * teacher + (1 - m) * student``.
+    - ``k < 0`` (``i + 1 < B``): nothing (supervised-only burn-in; the teacher is unused);
+    - otherwise: ``teacher <- m_k * teacher + (1 - m_k) * student`` with
+      ``m_k = min(m, 1 - 1 / (k + 1))`` (:func:`~soft_teacher.modeling.ema.ema_momentum`).
 
-    Logs ``ema_momentum``: ``m``, or 0 at the end-of-burn-in copy. Must run on every rank: each
-    keeps its own teacher, whose parameters stay identical because DDP keeps the students'
-    identical (plain BatchNorm running statistics are per rank, as in Detectron2).
+    So with ``B > 0`` the update after the last burn-in iteration (``k = 0``, ``m_0 = 0``) makes
+    the teacher a copy of the student, and the next ones make it the running mean of the
+    students since (momentum 1/2, 2/3, ...) until the momentum reaches ``m``. With ``B = 0`` the
+    ``k = 0`` copy is the teacher's construction (teacher and student start equal); the update
+    after iteration 0 is ``k = 1`` (momentum 1/2), as in the reference, whose ``MeanTeacher``
+    hook (``warm_up=0``) copies before iteration 0 and uses ``min(m, 1 - 1 / (i + 1))`` before
+    iteration ``i``. ``k`` comes from the trainer's iteration, so a resumed run continues the
+    same sequence.
+
+    Logs ``ema_momentum``: the ``m_k`` used. Must run on every rank: each keeps its own teacher,
+    whose parameters stay identical because DDP keeps the students' identical (plain BatchNorm
+    running statistics are per rank, as in Detectron2).
     """
 
     def __init__(self, momentum: float, burn_in_iters: int = 0):
         """
         Args:
-            momentum: ``m`` in [0, 1] (``SOFT_TEACHER.EMA_MOMENTUM``).
+            momentum: the final momentum ``m`` in [0, 1] (``SOFT_TEACHER.EMA_MOMENTUM``).
             burn_in_iters: supervised-only iterations (``SOFT_TEACHER.BURN_IN_ITERS``).
         """
         if not 0.0 <= momentum <= 1.0:
@@ -38,18 +48,20 @@ class TeacherEMA(HookBase):
         self._momentum = momentum
         self._burn_in_iters = burn_in_iters
 
+    def num_updates_before(self, iteration: int) -> int:
+        """``k`` of the update after iteration ``iteration``: ``iteration + 1 - burn_in_iters`` (< 0: none)."""
+        return iteration + 1 - self._burn_in_iters
+
     def after_step(self):
-        finished_iters = self.trainer.iter + 1
-        if finished_iters < self._burn_in_iters:
+        num_updates = self.num_updates_before(self.trainer.iter)
+        if num_updates < 0:
             return
         model = unwrap_model(self.trainer.model)
-        if finished_iters == self._burn_in_iters:
-            copy_student_to_teacher(model.teacher, model.student)
-            logger.info(f"Burn-in finished after {finished_iters} iterations: the teacher is a copy of the student.")
-            momentum = 0.0
-        else:
-            ema_update(model.teacher, model.student, self._momentum)
-            momentum = self._momentum
+        momentum = ema_momentum(self._momentum, num_updates)
+        ema_update(model.teacher, model.student, momentum)
+        if num_updates == 0:
+            logger.info(f"Burn-in finished after {self._burn_in_iters} iterations: the teacher is a copy of the "
+                        "student.")
         self.trainer.storage.put_scalar("ema_momentum", momentum, smoothing_hint=False)
 
 

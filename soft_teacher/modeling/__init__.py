@@ -2,7 +2,7 @@
 
 Importing this package registers ``SoftTeacher`` in Detectron2's ``META_ARCH_REGISTRY``.
 """
-from .ema import copy_student_to_teacher, ema_update
+from .ema import copy_student_to_teacher, ema_momentum, ema_update
 from .pseudo_label_quality import count_true_positives, pseudo_label_counts, stats_from_counts
 from .pseudo_labels import (
     TeacherOutput,
@@ -12,6 +12,7 @@ from .pseudo_labels import (
     teacher_background_probs,
     teacher_detections,
     teacher_pseudo_labels,
+    training_proposal_counts,
 )
 from .soft_teacher import SoftTeacher
 from .unsup_losses import soft_weighted_cls_loss, unsup_roi_cls_loss, unsup_roi_reg_loss
@@ -23,6 +24,7 @@ __all__ = [
     "boxes_to_view",
     "copy_student_to_teacher",
     "count_true_positives",
+    "ema_momentum",
     "ema_update",
     "instances_to_view",
     "jitter_boxes",
@@ -34,6 +36,7 @@ __all__ = [
     "teacher_background_probs",
     "teacher_detections",
     "teacher_pseudo_labels",
+    "training_proposal_counts",
     "transform_boxes",
     "unsup_roi_cls_loss",
     "unsup_roi_reg_loss",

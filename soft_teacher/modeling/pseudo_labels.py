@@ -3,13 +3,15 @@
 Everything here runs the frozen teacher under ``torch.no_grad()``; every box is in the
 teacher view frame.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
 
 from detectron2.modeling import GeneralizedRCNN
+from detectron2.modeling.proposal_generator import RPN
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 
@@ -34,14 +36,38 @@ class TeacherOutput:
     pseudo_labels: List[Instances]
 
 
+@contextmanager
+def training_proposal_counts(rpn: RPN) -> Iterator[RPN]:
+    """Within the block, ``rpn`` in eval mode keeps its training proposal counts.
+
+    Detectron2's RPN picks ``pre_nms_topk[self.training]`` / ``post_nms_topk[self.training]``
+    (``MODEL.RPN.*_NMS_TOPK_TRAIN`` / ``*_TEST``); inside the block both keys give the training
+    counts; the original dicts are restored on exit, whatever happens. Nothing else of the
+    eval mode changes (no loss, non-finite proposals dropped rather than raised).
+    """
+    pre_nms_topk, post_nms_topk = rpn.pre_nms_topk, rpn.post_nms_topk
+    rpn.pre_nms_topk = {True: pre_nms_topk[True], False: pre_nms_topk[True]}
+    rpn.post_nms_topk = {True: post_nms_topk[True], False: post_nms_topk[True]}
+    try:
+        yield rpn
+    finally:
+        rpn.pre_nms_topk, rpn.post_nms_topk = pre_nms_topk, post_nms_topk
+
+
 @torch.no_grad()
 def teacher_detections(
     teacher: GeneralizedRCNN, views: List[dict]
 ) -> Tuple[ImageList, Dict[str, torch.Tensor], List[Instances]]:
-    """Run the full teacher detector (RPN, box head, per-class NMS, test-time settings).
+    """Run the full teacher detector: RPN, box head, per-class NMS.
+
+    As the reference (microsoft/SoftTeacher ``extract_teacher_info``), the RPN keeps its
+    training proposal counts (``MODEL.RPN.PRE_NMS_TOPK_TRAIN`` / ``POST_NMS_TOPK_TRAIN``,
+    :func:`training_proposal_counts`) while the box head uses its test settings
+    (``MODEL.ROI_HEADS.SCORE_THRESH_TEST``, ``NMS_THRESH_TEST``, ``TEST.DETECTIONS_PER_IMAGE``).
+    The teacher's evaluation (``teacher(inputs)`` in eval mode) keeps the test counts.
 
     Args:
-        teacher: a detector in eval mode.
+        teacher: a detector in eval mode, with a Detectron2 ``RPN`` proposal generator.
         views: per image, a dict with ``"image"``: uint8 ``(3, H_t, W_t)`` teacher view.
 
     Returns:
@@ -52,7 +78,8 @@ def teacher_detections(
         raise RuntimeError("The teacher must be in eval mode to pseudo-label; call teacher.eval() first.")
     images = teacher.preprocess_image(views)
     features = teacher.backbone(images.tensor)
-    proposals, _ = teacher.proposal_generator(images, features, None)
+    with training_proposal_counts(teacher.proposal_generator) as rpn:
+        proposals, _ = rpn(images, features, None)
     detections, _ = teacher.roi_heads(images, features, proposals, None)
     return images, features, detections
 

@@ -215,6 +215,7 @@ class SoftTeacher(nn.Module):
                 self.teacher.roi_heads,
                 teacher_out.features,
                 student_to_teacher,
+                teacher_out.images.image_sizes,
             )
             losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
         return {f"unsup_{name}": value * self.unsup_weight for name, value in losses.items()}

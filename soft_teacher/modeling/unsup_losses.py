@@ -9,7 +9,7 @@ set of pseudo boxes, each with its own sampling:
   weigh the teacher's background probability of the same region in the teacher view;
 - regression: Detectron2's box regression loss against the low-uncertainty pseudo boxes.
 """
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -50,6 +50,7 @@ def unsup_roi_cls_loss(
     teacher_heads: StandardROIHeads,
     teacher_features: Dict[str, torch.Tensor],
     student_to_teacher: List[torch.Tensor],
+    teacher_image_sizes: List[Tuple[int, int]],
 ) -> torch.Tensor:
     """The soft-teacher classification loss of the student's box head.
 
@@ -61,17 +62,21 @@ def unsup_roi_cls_loss(
             student view.
         teacher_heads, teacher_features: the teacher's ROI heads and teacher-view features.
         student_to_teacher: per image, the ``(3, 3)`` student view -> teacher view matrix,
-            ``inverse(M)``; the sampled proposals travel through it (4 corners, enclosing box,
-            no clipping) to be scored by the teacher.
+            ``inverse(M)``; the sampled proposals travel through it (4 corners, enclosing box)
+            and are clipped to the teacher view, as in the reference, to be scored by the teacher.
+        teacher_image_sizes: per image, the teacher view's unpadded ``(height, width)``
+            (``TeacherOutput.images.image_sizes``).
 
     Returns:
         The scalar loss, times the box predictor's ``loss_cls`` weight.
     """
     sampled = student_heads.label_and_sample_proposals(proposals, pseudo_labels)
     logits, _ = box_head_predictions(student_heads, student_features, [p.proposal_boxes for p in sampled])
-    boxes_in_teacher_view = [
-        Boxes(transform_boxes(p.proposal_boxes.tensor, matrix)) for p, matrix in zip(sampled, student_to_teacher)
-    ]
+    boxes_in_teacher_view = []
+    for p, matrix, size in zip(sampled, student_to_teacher, teacher_image_sizes):
+        boxes = Boxes(transform_boxes(p.proposal_boxes.tensor, matrix))
+        boxes.clip(size)
+        boxes_in_teacher_view.append(boxes)
     background_probs = teacher_background_probs(teacher_heads, teacher_features, boxes_in_teacher_view)
     gt_classes = cat([p.gt_classes for p in sampled], dim=0)
     loss = soft_weighted_cls_loss(logits, gt_classes, background_probs)

@@ -6,6 +6,7 @@ resulting ``TransformList`` into the view's 3x3 matrix.
 """
 from .affine import AffineTransform, RandomAffine, rotation_matrix, shear_matrix, translation_matrix
 from .erasing import EraseTransform, RandomErasing
+from .order import RandomOrder
 from .photometric import PhotometricTransform, RandomPhotometric
 from .resize_flip import (
     CV2HFlipTransform,
@@ -24,6 +25,7 @@ __all__ = [
     "translation_matrix",
     "EraseTransform",
     "RandomErasing",
+    "RandomOrder",
     "PhotometricTransform",
     "RandomPhotometric",
     "CV2HFlipTransform",

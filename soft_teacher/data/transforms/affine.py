@@ -1,4 +1,4 @@
-"""The student view's geometric op: translate, rotate or shear, as one affine transform.
+"""The student view's geometric op: translate along x or y, rotate or shear, as one affine transform.
 
 Matrices act on homogeneous coordinates ``(x, y, 1)`` in Detectron2's continuous pixel
 frame (pixel ``i`` covers ``[i, i + 1)``, the image spans ``[0, W] x [0, H]``, the y axis
@@ -44,13 +44,16 @@ def rotation_matrix(angle_deg: float, center: Tuple[float, float]) -> np.ndarray
     return _about(center, np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]))
 
 
-def shear_matrix(x_deg: float, y_deg: float, center: Tuple[float, float]) -> np.ndarray:
-    """(3, 3) shear along x by ``x_deg`` then along y by ``y_deg``, about ``center``.
+def shear_matrix(x_deg: float, y_deg: float, center: Tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """(3, 3) shear along x by ``x_deg`` then along y by ``y_deg``, about ``center`` (default: the origin).
 
-    Shearing along x by angle a maps ``x -> x + tan(a) * y`` (rows slide sideways).
+    As the reference (microsoft/SoftTeacher ``RandShear``, mmcv ``imshear``), an angle ``a`` gives
+    the shear factor ``tanh(a in radians)`` (0.48 at 30 degrees, where ``tan`` would give 0.58):
+    shearing along x maps ``x -> x + tanh(a) * (y - cy)`` (rows slide sideways), along y
+    ``y -> y + tanh(a) * (x - cx)``.
     """
-    shear_x = np.array([[1.0, math.tan(math.radians(x_deg))], [0.0, 1.0]])
-    shear_y = np.array([[1.0, 0.0], [math.tan(math.radians(y_deg)), 1.0]])
+    shear_x = np.array([[1.0, math.tanh(math.radians(x_deg))], [0.0, 1.0]])
+    shear_y = np.array([[1.0, 0.0], [math.tanh(math.radians(y_deg)), 1.0]])
     return _about(center, shear_y @ shear_x)
 
 
@@ -103,13 +106,20 @@ class AffineTransform(Transform):
         return AffineTransform(np.linalg.inv(self.matrix), self.height, self.width, self.fill, self.interp)
 
 
-class RandomAffine(T.Augmentation):
-    """Draw one geometric op uniformly from ``ops`` and its magnitude; all act about the image centre.
+_OLD_OP_NAMES = {"translate": "'translate' is now two ops, 'translate_x' and 'translate_y' (as in the reference)"}
 
-    - ``translate``: along x or y (chosen at random) by ``U(-translate_frac, translate_frac)``
-      of the width or height;
-    - ``rotate``: by ``U(-rotate_deg, rotate_deg)`` degrees;
-    - ``shear``: along x then y, each by ``U(-shear_deg, shear_deg)`` degrees.
+
+class RandomAffine(T.Augmentation):
+    """Draw one geometric op uniformly from ``ops``, then its magnitude (the reference's ``OneOf``).
+
+    - ``translate_x``: along x only, by ``U(-translate_frac, translate_frac)`` of the width;
+    - ``translate_y``: along y only, by ``U(-translate_frac, translate_frac)`` of the height;
+    - ``rotate``: by ``U(-rotate_deg, rotate_deg)`` degrees about the image centre;
+    - ``shear``: along x then along y, angles ``U(-shear_deg, shear_deg)`` each, shear factor
+      ``tanh(angle)``, about the image's top-left corner (:func:`shear_matrix`), as the
+      reference's mmcv shear.
+
+    With the default four ops: translate 1/2 (each axis 1/4), rotate 1/4, shear 1/4.
     """
 
     def __init__(self, ops: Sequence[str] = GEOMETRIC_OPS, translate_frac: float = 0.1, rotate_deg: float = 30.0,
@@ -117,22 +127,22 @@ class RandomAffine(T.Augmentation):
         super().__init__()
         unknown = [op for op in ops if op not in GEOMETRIC_OPS]
         if unknown or len(ops) == 0:
+            hints = "".join(f"; {_OLD_OP_NAMES[op]}" for op in unknown if op in _OLD_OP_NAMES)
             raise ValueError(f"INPUT.STRONG_GEOMETRIC_OPS must be a non-empty subset of {list(GEOMETRIC_OPS)}, "
-                             f"got {list(ops)}")
+                             f"got {list(ops)}{hints}")
         self._init(dict(ops=tuple(ops), translate_frac=translate_frac, rotate_deg=rotate_deg,
                         shear_deg=shear_deg, fill=fill))
 
     def get_transform(self, image: np.ndarray) -> AffineTransform:
         h, w = image.shape[:2]
-        center = (w / 2.0, h / 2.0)
         op = self.ops[np.random.randint(len(self.ops))]
-        if op == "translate":
-            shift = np.random.uniform(-self.translate_frac, self.translate_frac)
-            along_x = np.random.rand() < 0.5
-            matrix = translation_matrix(shift * w, 0.0) if along_x else translation_matrix(0.0, shift * h)
+        if op == "translate_x":
+            matrix = translation_matrix(np.random.uniform(-self.translate_frac, self.translate_frac) * w, 0.0)
+        elif op == "translate_y":
+            matrix = translation_matrix(0.0, np.random.uniform(-self.translate_frac, self.translate_frac) * h)
         elif op == "rotate":
-            matrix = rotation_matrix(np.random.uniform(-self.rotate_deg, self.rotate_deg), center)
+            matrix = rotation_matrix(np.random.uniform(-self.rotate_deg, self.rotate_deg), (w / 2.0, h / 2.0))
         else:
             matrix = shear_matrix(np.random.uniform(-self.shear_deg, self.shear_deg),
-                                  np.random.uniform(-self.shear_deg, self.shear_deg), center)
+                                  np.random.uniform(-self.shear_deg, self.shear_deg))
         return AffineTransform(matrix, h, w, self.fill)

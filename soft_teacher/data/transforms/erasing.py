@@ -1,4 +1,4 @@
-"""Random erasing of the student view: constant squares pasted over the image.
+"""Random erasing of the student view: grey rectangles pasted over the image.
 
 Erasing hides pixels but moves none: boxes and the view matrix are unchanged (the
 student must still find an object whose parts were erased, as in the reference).
@@ -39,24 +39,30 @@ class EraseTransform(Transform):
 
 
 class RandomErasing(T.Augmentation):
-    """Erase ``count`` squares (a number drawn uniformly in ``[count[0], count[1]]``).
+    """Erase ``n`` rectangles, ``n`` uniform in ``count[0] .. count[1]`` (both included).
 
-    Each square's side is ``U(0, max_frac) x`` the image's shorter side (at least 1 px);
-    its position is uniform among those that keep it inside the image.
+    As the reference (microsoft/SoftTeacher ``RandErase`` with ``n_iterations=(1, 5)``,
+    ``size=[0, 0.2]``, ``squared=True``): each rectangle draws one ratio ``r ~ U(0, max_frac)``
+    and is ``int(r * H)`` pixels high and ``int(r * W)`` wide (proportional to the image, so
+    not square unless the image is; it may be empty); its top-left pixel is uniform in
+    ``0 .. W - w - 1`` and ``0 .. H - h - 1`` (numpy ``randint(0, W - w)``); it is filled with
+    ``fill`` (grey 125 in every channel, the reference's ``img_fill_val``).
     """
 
-    def __init__(self, count: Sequence[int] = (1, 5), max_frac: float = 0.2, fill: float = 125):
+    def __init__(self, count: Sequence[int] = (1, 4), max_frac: float = 0.2, fill: float = 125):
         super().__init__()
         if len(count) != 2 or not 0 <= count[0] <= count[1]:
             raise ValueError(f"INPUT.ERASE_COUNT must be (min, max) with 0 <= min <= max, got {tuple(count)}")
-        if not 0.0 < max_frac <= 1.0:
-            raise ValueError(f"INPUT.ERASE_MAX_FRAC must be in (0, 1], got {max_frac}")
+        if not 0.0 < max_frac < 1.0:
+            raise ValueError(f"INPUT.ERASE_MAX_FRAC must be in (0, 1), got {max_frac}")
         self._init(dict(count=tuple(count), max_frac=max_frac, fill=fill))
 
     def get_transform(self, image: np.ndarray) -> EraseTransform:
         h, w = image.shape[:2]
-        n = np.random.randint(self.count[0], self.count[1] + 1)
-        sides = np.maximum(1, (np.random.uniform(0.0, self.max_frac, n) * min(h, w)).astype(np.int64))
-        x0 = (np.random.uniform(size=n) * (w - sides + 1)).astype(np.int64)
-        y0 = (np.random.uniform(size=n) * (h - sides + 1)).astype(np.int64)
-        return EraseTransform(np.stack([x0, y0, x0 + sides, y0 + sides], axis=1), self.fill)
+        rects = []
+        for _ in range(np.random.randint(self.count[0], self.count[1] + 1)):
+            r = np.random.uniform(0.0, self.max_frac)
+            rect_h, rect_w = int(r * h), int(r * w)
+            x0, y0 = np.random.randint(0, w - rect_w), np.random.randint(0, h - rect_h)
+            rects.append([x0, y0, x0 + rect_w, y0 + rect_h])
+        return EraseTransform(np.array(rects, dtype=np.int64).reshape(-1, 4), self.fill)
