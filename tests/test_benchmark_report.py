@@ -24,6 +24,14 @@ def test_results_go_to_json_markdown_and_the_named_section(tmp_path):
     assert "<!-- speed:begin -->\n| a |\n<!-- speed:end -->" in md.read_text()
 
 
+def test_the_section_may_get_its_own_text_with_links_relative_to_the_markdown_file(tmp_path):
+    md = tmp_path / "BENCHMARKS.md"
+    benchmark_report.write_results(str(tmp_path / "out"), {}, "![c](c.png)", str(md), "accuracy",
+                                   section_text="![c](docs/c.png)")
+    assert (tmp_path / "out" / "results.md").read_text() == "![c](c.png)\n"
+    assert "<!-- accuracy:begin -->\n![c](docs/c.png)\n<!-- accuracy:end -->" in md.read_text()
+
+
 def test_machine_line_names_the_card_and_versions():
     line = benchmark_report.machine_line(benchmark_report.machine_description())
     assert line.startswith(("CPU", "NVIDIA")) and "torch" in line and "Detectron2" in line

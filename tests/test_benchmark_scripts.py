@@ -1,7 +1,7 @@
 """tools/benchmark_accuracy.py and tools/benchmark_speed.py: their arithmetic, and a tiny CPU run of each.
 
-The real runs need a GPU; the CPU runs here check that the scripts train, read back and
-report what they should, so that a GPU session spends its time measuring, not debugging.
+The CPU runs here use tiny settings; they check that the scripts train, branch, read back and
+report what they should, so that a long benchmark spends its time measuring, not debugging.
 """
 import json
 import os
@@ -9,10 +9,42 @@ import os
 import pytest
 
 from commands import load_tool
-from engine_helpers import write_metrics
+from engine_helpers import read_metrics, write_metrics
 
 benchmark_accuracy = load_tool("benchmark_accuracy")
 benchmark_speed = load_tool("benchmark_speed")
+
+Run = benchmark_accuracy.Run
+SUP_1, SOFT_1 = Run("supervised", 1, 1), Run("soft_teacher", 1, 1)
+# The benchmark's schedule shrunk: the Soft Teacher run branches at B = 2 from model_0000001.pth.
+BRANCH_AT_2 = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
+               "SOLVER.CHECKPOINT_PERIOD", "2", "SOFT_TEACHER.BURN_IN_ITERS", "2"]
+MACHINE = {"card": "CPU", "gpus": 0, "cpu_cores": 2, "torch": "t", "detectron2": "d", "python": "p", "date_utc": "now"}
+
+
+class FakeProcess:
+    """A train_net.py process that runs until told otherwise."""
+
+    def __init__(self):
+        self.code = None
+
+    def poll(self):
+        return self.code
+
+    def stop(self):
+        self.code = -15
+
+
+class FakeLauncher:
+    def __init__(self):
+        self.commands = []
+
+    def __call__(self, command, output_dir, gpu):
+        self.commands.append(list(command))
+        return FakeProcess()
+
+    def started(self, run):
+        return [c for c in self.commands if c[c.index("OUTPUT_DIR") + 1].endswith(run.name)]
 
 
 def test_gap_closed_is_the_share_of_the_supervised_to_ceiling_gap():
@@ -25,9 +57,38 @@ def test_gap_closed_is_undefined_without_a_positive_gap_or_a_figure():
     assert benchmark_accuracy.gap_closed(ap_soft=None, ap_sup=30.0, ap_full=50.0) is None
 
 
+def test_spread_is_the_mean_and_half_range_over_seeds():
+    figures = benchmark_accuracy.spread({2: 64.2, 1: 62.0})
+    assert figures["mean"] == pytest.approx(63.1) and figures["half_range"] == pytest.approx(1.1)
+    assert figures["values"] == {"1": 62.0, "2": 64.2}
+    assert benchmark_accuracy.spread({}) is None
+
+
+def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
+    def run(method, percent, seed, box_ap):
+        return {"method": method, "percent": percent, "seed": seed, "box_ap": box_ap, "max_iter": 2400}
+
+    per_run = {
+        "supervised_5pct_seed1": run("supervised", 5, 1, {"model": 60.0}),
+        "supervised_5pct_seed2": run("supervised", 5, 2, {"model": 64.0}),
+        "supervised_100pct_seed1": run("supervised", 100, 1, {"model": 72.0}),
+        "soft_teacher_5pct_seed1": run("soft_teacher", 5, 1, {"teacher": 65.0, "student": 61.0}),
+        "soft_teacher_5pct_seed2": run("soft_teacher", 5, 2, {"teacher": 67.0, "student": 63.0}),
+    }
+    entry = benchmark_accuracy.summarize(per_run)["5"]
+    assert entry["seeds"] == [1, 2] and entry["ceiling"] == 72.0
+    assert entry["supervised"]["mean"] == 62.0 and entry["teacher"]["mean"] == 66.0
+    assert entry["gap_closed"]["teacher"] == pytest.approx((66.0 - 62.0) / (72.0 - 62.0))
+    assert entry["gap_closed"]["student"] == pytest.approx(0.0)
+    assert entry["difference"] == {"teacher": {"1": 5.0, "2": 3.0}, "student": {"1": 1.0, "2": -1.0}}
+    results = {"runs": per_run, "percents": {"5": entry}, "machine": MACHINE, "opts": []}
+    row = next(line for line in benchmark_accuracy.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
+    assert row == ("| 5% | 1, 2 | 62.0 ± 2.0 (60.0, 64.0) | 66.0 ± 1.0 (65.0, 67.0) | 62.0 ± 1.0 (61.0, 63.0) | 72.0 "
+                   "| 40% / 0% | seed 1: +5.0, seed 2: +3.0 | seed 1: +1.0, seed 2: -1.0 |")
+
+
 def test_final_box_ap_reads_the_evaluation_after_the_last_iteration_not_a_periodic_one(tmp_path):
-    out = str(tmp_path / "run")
-    write_metrics(out, [
+    out = write_metrics(tmp_path / "run", [
         {"iteration": 999, "teacher/bbox/AP": 10.0, "student/bbox/AP": 9.0},
         {"iteration": 2999, "total_loss": 1.0},
         {"iteration": 3000, "teacher/bbox/AP": 41.0, "student/bbox/AP": 40.0},
@@ -37,45 +98,110 @@ def test_final_box_ap_reads_the_evaluation_after_the_last_iteration_not_a_period
 
 
 def test_final_box_ap_is_none_while_a_run_has_only_periodic_evaluations(tmp_path):
-    out = str(tmp_path / "run")
-    write_metrics(out, [{"iteration": 999, "bbox/AP": 10.0}, {"iteration": 1500, "total_loss": 1.0}])
+    out = write_metrics(tmp_path / "run", [{"iteration": 999, "bbox/AP": 10.0}, {"iteration": 1500, "total_loss": 1.0}])
     assert benchmark_accuracy.final_box_ap(out, max_iter=3000) is None
+    assert benchmark_accuracy.final_box_ap(str(tmp_path / "never_started"), max_iter=3000) is None
 
 
-def test_accuracy_table_marks_what_was_not_measured():
-    results = {
-        "runs": {
-            "supervised_10pct": {"box_ap": {"model": 30.0}, "max_iter": 3000},
-            "supervised_100pct": {"box_ap": {"model": 50.0}, "max_iter": 3000},
-            "soft_teacher_10pct": {"box_ap": None, "max_iter": 3000, "state": "not started (--stop-after)"},
-        },
-        "gap_closed": {f"{p}pct": {"teacher": None, "student": None} for p in (1, 5, 10)},
-        "machine": {"card": "CPU", "gpus": 0, "cpu_cores": 2, "torch": "t", "detectron2": "d", "python": "p",
-                    "date_utc": "now"},
-        "opts": [],
-    }
-    text = benchmark_accuracy.markdown(results, "python tools/benchmark_accuracy.py")
-    row = next(line for line in text.splitlines() if line.startswith("| 10% "))
-    assert row == "| 10% | 30.0 | not measured | not measured | 50.0 | n/a | n/a |"
-    assert "Not finished: soft_teacher_10pct: not started (--stop-after)." in text
+def test_pseudo_label_stats_average_the_records_of_the_last_100_iterations(tmp_path):
+    out = write_metrics(tmp_path / "run", [
+        {"iteration": 99, "pseudo/precision": 0.1, "total_loss": 1.0},  # before the window (179, 279]
+        {"iteration": 199, "pseudo/precision": 0.5, "pseudo/recall": 0.4, "total_loss": 1.0},
+        {"iteration": 219, "pseudo/precision": 0.7, "total_loss": 1.0},
+        {"iteration": 259, "total_loss": 1.0},
+        {"iteration": 279, "pseudo/precision": 0.9, "total_loss": 1.0},
+        {"iteration": 280, "teacher/bbox/AP": 30.0},
+    ])
+    stats = benchmark_accuracy.pseudo_label_stats(out)
+    assert stats == {"pseudo/precision": pytest.approx(0.7), "pseudo/recall": pytest.approx(0.4)}
+
+
+def test_a_branch_starts_from_a_copy_of_its_twins_burn_in_checkpoint(tmp_path):
+    output = tmp_path / "out"
+    (output / SUP_1.name).mkdir(parents=True)
+    (output / SUP_1.name / "model_0000001.pth").write_bytes(b"weights after iteration 1")
+    launch = FakeLauncher()
+    scheduler = benchmark_accuracy.Scheduler([SOFT_1], str(output), BRANCH_AT_2, parallel=1, launch=launch)
+    scheduler.start_ready()
+    branch = output / SOFT_1.name
+    assert (branch / "model_0000001.pth").read_bytes() == b"weights after iteration 1"
+    assert (branch / "last_checkpoint").read_text() == "model_0000001.pth"
+    [command] = launch.started(SOFT_1)
+    assert command[command.index("--config-file") + 1] == SOFT_1.config_file and "--resume" in command
+    assert command[command.index("SEED") + 1] == "1" and command[-len(BRANCH_AT_2):] == BRANCH_AT_2
+
+
+def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_path):
+    output = tmp_path / "out"
+    launch = FakeLauncher()
+    scheduler = benchmark_accuracy.Scheduler([SUP_1, SOFT_1], str(output), BRANCH_AT_2, parallel=2, launch=launch)
+    scheduler.start_ready()
+    assert len(launch.started(SUP_1)) == 1 and not launch.started(SOFT_1)
+    assert any("waiting for supervised_1pct_seed1/model_0000001.pth" in line for line in scheduler.progress())
+    twin = output / SUP_1.name
+    twin.mkdir(parents=True)
+    (twin / "model_0000001.pth").write_bytes(b"being written")  # not named in last_checkpoint yet
+    scheduler.start_ready()
+    assert not launch.started(SOFT_1) and not (output / SOFT_1.name / "last_checkpoint").exists()
+    (twin / "last_checkpoint").write_text("model_0000001.pth")
+    scheduler.start_ready()
+    assert len(launch.started(SOFT_1)) == 1
+
+
+def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_training(capsys):
+    opts = BRANCH_AT_2[:-1] + ["3"]  # B = 3: model_0000002.pth, but period 2 saves model_0000001/3 only
+    problems = benchmark_accuracy.branch_problems([SUP_1, SOFT_1], opts)
+    assert len(problems) == 1 and "model_0000002.pth" in problems[0] and "CHECKPOINT_PERIOD 2" in problems[0]
+    assert benchmark_accuracy.main(["--output", "unused", "--percents", "1", "--seeds", "1"] + opts) == 2
+    assert "cannot branch" in capsys.readouterr().err
+
+
+def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
+    per_run = {}
+    for method, percent, seed in [("supervised", 5, 1), ("supervised", 5, 2), ("supervised", 100, 1),
+                                  ("soft_teacher", 5, 1), ("soft_teacher", 5, 2)]:
+        run = Run(method, percent, seed)
+        if method == "supervised":
+            records = [{"iteration": 3, "bbox/AP": 10.0 + seed}, {"iteration": 8, "bbox/AP": 20.0 + seed}]
+        else:
+            records = [{"iteration": 5, "teacher/bbox/AP": 15.0, "student/bbox/AP": 14.0},
+                       {"iteration": 8, "teacher/bbox/AP": 25.0, "student/bbox/AP": 24.0}]
+        write_metrics(tmp_path / run.name, records)
+        per_run[run.name] = {"method": method, "percent": percent, "seed": seed, "max_iter": 8}
+        if run.twin:
+            per_run[run.name].update(twin=run.twin.name, burn_in_iters=4)
+    png = tmp_path / "accuracy_curves.png"
+    drawn = benchmark_accuracy.plot_accuracy_curves(str(tmp_path), per_run, str(png))
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert sorted(drawn) == [5] and len(drawn[5]) == 7  # ceiling, 2 supervised, 2 x (teacher, student)
+    assert benchmark_accuracy.ap_curve(str(tmp_path / "supervised_5pct_seed1"), "bbox/AP", 8) == ([4, 8], [11.0, 21.0])
 
 
 @pytest.mark.slow
-def test_accuracy_benchmark_trains_a_supervised_and_a_soft_teacher_run_on_the_cpu_and_reports(tmp_path):
-    output = str(tmp_path / "accuracy")
+def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin_on_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark_accuracy, "POLL_SECONDS", 1)
+    output = tmp_path / "accuracy"
+    write_metrics(output / "supervised_100pct_seed1", [{"iteration": 4, "bbox/AP": 50.0}])  # finished earlier
+    md = tmp_path / "BENCHMARKS.md"
     status = benchmark_accuracy.main([
-        "--output", output, "--parallel", "2", "--runs", "supervised_1pct,soft_teacher_1pct",
-        "MODEL.DEVICE", "cpu", "SOLVER.AMP.ENABLED", "False", "DATALOADER.NUM_WORKERS", "0",
-        "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "SOFT_TEACHER.BURN_IN_ITERS", "2",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "TEST.EVAL_PERIOD", "0",
+        "--output", str(output), "--percents", "1", "--seeds", "1", "--parallel", "2", "--benchmarks-md", str(md),
+        *BRANCH_AT_2, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "TEST.EVAL_PERIOD", "0",
         "DATASETS.TEST", "('shapes_train_1pct_1',)",  # 30 images: a quick evaluation
     ])
     assert status == 0
-    with open(os.path.join(output, "results.json")) as f:
-        runs = json.load(f)["runs"]
-    assert set(runs["supervised_1pct"]["box_ap"]) == {"model"}
-    assert set(runs["soft_teacher_1pct"]["box_ap"]) == {"teacher", "student"}
-    assert runs["soft_teacher_1pct"]["state"] == "trained"
+    runs = json.loads((output / "results.json").read_text())["runs"]
+    assert runs["supervised_100pct_seed1"]["state"] == "finished earlier"
+    assert set(runs["supervised_1pct_seed1"]["box_ap"]) == {"model"}
+    soft = runs["soft_teacher_1pct_seed1"]
+    assert soft["state"] == "trained" and set(soft["box_ap"]) == {"teacher", "student"}
+    assert "pseudo/boxes_per_image_cls" in soft["pseudo_labels"]
+    branch = output / "soft_teacher_1pct_seed1"
+    assert (branch / "model_0000001.pth").is_file()
+    assert "Starting training from iteration 2" in (branch / "log.txt").read_text()
+    assert min(r["iteration"] for r in read_metrics(str(branch))) >= 2
+    assert (output / "accuracy_curves.png").is_file() and (tmp_path / "docs" / "accuracy_curves.png").is_file()
+    assert "![Box AP on shapes_val during training](docs/accuracy_curves.png)" in md.read_text()
+    assert "](accuracy_curves.png)" in (output / "results.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,77 +1,101 @@
 #!/usr/bin/env python
 """Accuracy benchmark on the synthetic shapes set: how much of the labeled-data gap Soft Teacher closes.
 
-Seven runs with one model and one schedule (``configs/shapes/Base-Shapes-Benchmark.yaml``):
-supervised on 1%, 5% and 10% of shapes_train (fold 1), supervised on 100% (the ceiling),
-and Soft Teacher on 1%, 5% and 10% labeled with the rest unlabeled. Each run is
-``train_net.py`` in a process of its own, several side by side (they are small; on several
-GPUs they are spread over them), logging to ``OUTPUT/<run>/log.txt``. The box AP of the
-last evaluation on shapes_val is read from each run's ``metrics.json``, and for each
-percentage p the share of the gap closed is ``(AP_soft - AP_sup) / (AP_100 - AP_sup)``,
-with the teacher's AP (the student's is reported too).
+For each (labeled percent p, seed s) -- by default (1, 1), (5, 1), (5, 2) -- it trains a supervised run
+``supervised_{p}pct_seed{s}`` and a Soft Teacher run ``soft_teacher_{p}pct_seed{s}``, plus the supervised
+ceiling ``supervised_100pct_seed1``; the configs are ``configs/shapes/{supervised,soft_teacher}_R18_FPN_{p}pct.yaml``
+with ``SEED s``. Each run is one ``train_net.py`` process logging into ``OUTPUT/<run>/``, ``--parallel`` at once
+(one torch thread each unless OMP_NUM_THREADS is set; spread over the GPUs when there are several).
 
-Re-running continues where it stopped: finished runs are read, not trained again; the
-others resume from their last checkpoint (every 500 iterations). ``--stop-after`` ends the
-runs in time to report before an external time limit: where commands are cut after 10
-minutes, run ``--stop-after 540`` and repeat the same command until every run is finished.
+A Soft Teacher run branches from its supervised twin: with B = its ``SOFT_TEACHER.BURN_IN_ITERS``, the twin's
+checkpoint ``model_{B-1:07d}.pth`` is copied into the Soft Teacher folder and the run resumes from it, so it
+continues at iteration B with the twin's weights (student and teacher), optimizer and LR schedule; the two arms
+share their first B iterations. A branch waits until that checkpoint is written. Finished runs (final evaluation
+in ``metrics.json``) are read, not trained again; interrupted ones resume from their last checkpoint.
+
+Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (final box AP as mean +- half-range over seeds, the gap
+closed, per-seed differences, pseudo-label statistics) and ``OUTPUT/accuracy_curves.png``; with
+``--benchmarks-md`` also its section of that file and ``docs/accuracy_curves.png`` beside it.
 
 Usage::
 
     python tools/benchmark_accuracy.py --output output/benchmark_accuracy --benchmarks-md BENCHMARKS.md
-    python tools/benchmark_accuracy.py --runs supervised_10pct,soft_teacher_10pct
-    # a CPU smoke test with tiny settings (the options after the flags go to every run):
-    python tools/benchmark_accuracy.py --output /tmp/acc --parallel 2 --runs supervised_1pct,soft_teacher_1pct \\
-        MODEL.DEVICE cpu SOLVER.MAX_ITER 4 SOLVER.AMP.ENABLED False SOFT_TEACHER.BURN_IN_ITERS 2
+    python tools/benchmark_accuracy.py --percents 1,5,10 --seeds 1,2 --parallel 8 MODEL.DEVICE cuda
 """
 import argparse
-import json
+import math
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling tools below
 
 import benchmark_report  # noqa: E402
+import plot_metrics  # noqa: E402
 import torch  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 import soft_teacher  # noqa: E402,F401  (registers the shapes set)
 from soft_teacher.engine import ConfigError, load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "shapes")
+DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
+CEILING = (100, 1)
+SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
+PSEUDO_WINDOW = 100  # pseudo-label statistics: mean over the last this many iterations
+# Schedule keys the two arms must share: the branch continues the supervised run's optimizer and LR schedule.
+SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS")
+FIGURE = "accuracy_curves.png"
+ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "0.5"}
 POLL_SECONDS = 5
 STATUS_SECONDS = 60
 
 
 @dataclass(frozen=True)
 class Run:
-    name: str
     method: str  # "supervised" or "soft_teacher"
     percent: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}_{self.percent}pct_seed{self.seed}"
 
     @property
     def config_file(self) -> str:
         return os.path.join(CONFIG_DIR, f"{self.method}_R18_FPN_{self.percent}pct.yaml")
 
+    @property
+    def twin(self) -> Optional["Run"]:
+        """The supervised run a Soft Teacher run branches from."""
+        return Run("supervised", self.percent, self.seed) if self.method == "soft_teacher" else None
 
-RUNS = tuple(Run(f"supervised_{p}pct", "supervised", p) for p in (1, 5, 10, 100)) + tuple(
-    Run(f"soft_teacher_{p}pct", "soft_teacher", p) for p in (1, 5, 10)
-)
-SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
+    def config(self, opts: Sequence[str]):
+        return load_config(self.config_file, list(opts) + ["SEED", str(self.seed)])
 
 
-def read_metrics(output_dir: str) -> List[dict]:
-    path = os.path.join(output_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def plan_runs(table: Sequence[Tuple[int, int]]) -> List[Run]:
+    """The supervised runs (the ceiling last), then their Soft Teacher branches."""
+    supervised = [Run("supervised", p, s) for p, s in table] + [Run("supervised", *CEILING)]
+    return supervised + [Run("soft_teacher", p, s) for p, s in table]
+
+
+# ----------------------------------------------------------------------------- metrics.json
+
+
+def _series(output_dir: str) -> plot_metrics.Series:
+    path = os.path.join(output_dir, plot_metrics.METRICS_FILE)
+    return plot_metrics.load_metrics(path) if os.path.isfile(path) else {}
 
 
 def final_box_ap(output_dir: str, max_iter: int) -> Optional[Dict[str, float]]:
@@ -79,43 +103,129 @@ def final_box_ap(output_dir: str, max_iter: int) -> Optional[Dict[str, float]]:
 
     The trainer logs that evaluation at iteration ``max_iter`` (periodic ones at ``k * period - 1``).
     """
-    for record in reversed(read_metrics(output_dir)):
-        if record.get("iteration", -1) < max_iter - 1:
-            continue
-        if "bbox/AP" in record:
-            return {"model": record["bbox/AP"]}
-        figures = {key.split("/")[0]: value for key, value in record.items() if key.endswith("/bbox/AP")}
-        if figures:
-            return figures
-    return None
+    series = _series(output_dir)
+    figures = {}
+    for key, name in (("bbox/AP", "model"), ("teacher/bbox/AP", "teacher"), ("student/bbox/AP", "student")):
+        iterations, values = series.get(key, ([], []))
+        if iterations and iterations[-1] >= max_iter - 1:
+            figures[name] = values[-1]
+    return figures or None
 
 
 def last_iteration(output_dir: str) -> int:
-    """Iterations trained so far, from the training records of ``metrics.json``."""
-    return max((r["iteration"] for r in read_metrics(output_dir) if "total_loss" in r), default=-1) + 1
+    """Iterations trained so far, from the training records (``total_loss``) of ``metrics.json``."""
+    iterations = _series(output_dir).get("total_loss", ([], []))[0]
+    return iterations[-1] + 1 if iterations else 0
 
 
-def gap_closed(ap_soft: Optional[float], ap_sup: Optional[float], ap_full: Optional[float]) -> Optional[float]:
-    """``(AP_soft - AP_sup) / (AP_100 - AP_sup)``; None when a figure is missing or the gap is not positive."""
-    if None in (ap_soft, ap_sup, ap_full) or ap_full - ap_sup <= 0:
+def pseudo_label_stats(output_dir: str, window: int = PSEUDO_WINDOW) -> Dict[str, float]:
+    """Each ``pseudo/*`` key's mean over the records of the last ``window`` iterations that have it."""
+    series = {key: points for key, points in _series(output_dir).items() if key.startswith("pseudo/")}
+    if not series:
+        return {}
+    last = max(iterations[-1] for iterations, _ in series.values())
+    stats = {}
+    for key, (iterations, values) in sorted(series.items()):
+        recent = [value for iteration, value in zip(iterations, values) if iteration > last - window]
+        if recent:
+            stats[key] = sum(recent) / len(recent)
+    return stats
+
+
+def ap_curve(output_dir: str, key: str, max_iter: int) -> Tuple[List[int], List[float]]:
+    """``(iterations trained, AP)`` of each evaluation of ``key``: a periodic one logged at ``i`` follows
+    ``i + 1`` iterations, the final one (logged at ``max_iter``) ``max_iter``."""
+    iterations, values = _series(output_dir).get(key, ([], []))
+    return [min(i + 1, max_iter) for i in iterations], list(values)
+
+
+# ----------------------------------------------------------------------------- branching
+
+
+def checkpoint_name(iteration: int) -> str:
+    """Detectron2's name of the periodic checkpoint saved after ``iteration``."""
+    return f"model_{iteration:07d}.pth"
+
+
+def _checkpoint_iteration(name: str) -> float:
+    """The iteration a checkpoint file name was saved after (``model_final``: infinity; unknown: -1)."""
+    if name.startswith("model_final"):
+        return math.inf
+    match = re.fullmatch(r"model_(\d+)\.pth", name)
+    return int(match.group(1)) if match else -1
+
+
+def _last_checkpoint(output_dir: str) -> Optional[str]:
+    path = os.path.join(output_dir, "last_checkpoint")
+    if not os.path.isfile(path):
         return None
-    return (ap_soft - ap_sup) / (ap_full - ap_sup)
+    with open(path) as f:
+        return f.read().strip() or None
+
+
+def branch_problems(runs: Sequence[Run], opts: Sequence[str]) -> List[str]:
+    """Why a Soft Teacher run could not branch from its twin, one line each (none: all can)."""
+    problems = []
+    for run in runs:
+        if run.twin is None:
+            continue
+        soft, sup = run.config(opts), run.twin.config(opts)
+        burn_in, period = soft.SOFT_TEACHER.BURN_IN_ITERS, sup.SOLVER.CHECKPOINT_PERIOD
+        if not 0 < burn_in < soft.SOLVER.MAX_ITER:
+            problems.append(f"{run.name}: SOFT_TEACHER.BURN_IN_ITERS is {burn_in}; the branch point must lie in "
+                            f"(0, SOLVER.MAX_ITER = {soft.SOLVER.MAX_ITER}).")
+        elif burn_in % period:
+            problems.append(
+                f"{run.name} branches at iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS) from "
+                f"{run.twin.name}/{checkpoint_name(burn_in - 1)}, but the supervised SOLVER.CHECKPOINT_PERIOD "
+                f"{period} saves only model_{{k*{period}-1:07d}}.pth: make BURN_IN_ITERS a multiple of the period.")
+        differing = [key for key in SHARED_SOLVER_KEYS if soft.SOLVER[key] != sup.SOLVER[key]]
+        if differing:
+            problems.append(f"{run.name} and {run.twin.name} differ in SOLVER.{', SOLVER.'.join(differing)}: "
+                            "the branch continues the supervised optimizer and LR schedule, so they must agree.")
+    return problems
+
+
+def branch_checkpoint_ready(twin_dir: str, burn_in: int, twin_training: bool) -> bool:
+    """Whether the twin's ``model_{B-1}`` is there and complete.
+
+    While the twin trains, a checkpoint is complete once ``last_checkpoint`` names it or a later one
+    (Detectron2 writes that file after the checkpoint).
+    """
+    if not os.path.isfile(os.path.join(twin_dir, checkpoint_name(burn_in - 1))):
+        return False
+    if not twin_training:
+        return True
+    last = _last_checkpoint(twin_dir)
+    return last is not None and _checkpoint_iteration(last) >= burn_in - 1
+
+
+def start_branch(twin_dir: str, branch_dir: str, burn_in: int) -> str:
+    """Copy the twin's ``model_{B-1}`` into ``branch_dir`` and name it in ``last_checkpoint``; its path."""
+    name = checkpoint_name(burn_in - 1)
+    os.makedirs(branch_dir, exist_ok=True)
+    target = os.path.join(branch_dir, name)
+    shutil.copyfile(os.path.join(twin_dir, name), target + ".tmp")
+    os.replace(target + ".tmp", target)
+    with open(os.path.join(branch_dir, "last_checkpoint"), "w") as f:
+        f.write(name)
+    return target
+
+
+# ----------------------------------------------------------------------------- training
 
 
 class RunProcess:
-    """One ``train_net.py`` process of a run, with its own log and (with several GPUs) its own GPU."""
+    """One ``train_net.py`` process, its output into ``output_dir/stdout.log``, on GPU ``gpu`` if given."""
 
-    def __init__(self, run: Run, output_dir: str, opts: Sequence[str], resume: bool, gpu: Optional[int]):
-        self.run = run
-        self.command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", run.config_file]
-        self.command += (["--resume"] if resume else []) + ["OUTPUT_DIR", output_dir] + list(opts)
+    def __init__(self, command: Sequence[str], output_dir: str, gpu: Optional[int]):
         env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         os.makedirs(output_dir, exist_ok=True)
         self._stdout = open(os.path.join(output_dir, "stdout.log"), "a")
-        self.started = time.time()
-        self.process = subprocess.Popen(self.command, stdout=self._stdout, stderr=subprocess.STDOUT, env=env,
+        self.process = subprocess.Popen(list(command), stdout=self._stdout, stderr=subprocess.STDOUT, env=env,
                                         cwd=REPO, start_new_session=True)
 
     def poll(self) -> Optional[int]:
@@ -131,119 +241,319 @@ class RunProcess:
         self._stdout.close()
 
 
-def train_runs(runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
-               stop_after: Optional[float]) -> Dict[str, dict]:
-    """Train the runs that are not finished, ``parallel`` at a time; return ``{run: status}``."""
-    gpus = torch.cuda.device_count()
-    status = {}
-    pending = []
-    for run in runs:
-        max_iter = load_config(run.config_file, opts).SOLVER.MAX_ITER
-        out = os.path.join(output, run.name)
-        if final_box_ap(out, max_iter) is not None:
-            status[run.name] = {"state": "finished earlier"}
-        else:
-            pending.append((run, out, os.path.isfile(os.path.join(out, "last_checkpoint")), max_iter))
-    running: List[tuple] = []
-    launched = 0
-    start = last_status = time.time()
-    while pending or running:
-        while pending and len(running) < parallel:
-            run, out, resume, max_iter = pending.pop(0)
-            process = RunProcess(run, out, opts, resume, launched % gpus if gpus > 1 else None)
-            launched += 1
-            print(f"start  {run.name:20s} ({'resumed' if resume else 'from scratch'}): "
-                  f"{shlex.join(process.command)}", flush=True)
-            running.append((process, out, max_iter))
-        time.sleep(POLL_SECONDS)
-        for entry in list(running):
-            process, out, max_iter = entry
-            code = process.poll()
+@dataclass
+class Running:
+    process: object
+    started: float
+    start_iter: int
+
+
+class Scheduler:
+    """Trains the unfinished runs, ``parallel`` at a time: supervised runs in order, each Soft Teacher
+    branch as soon as its burn-in checkpoint is there (before further supervised runs)."""
+
+    def __init__(self, runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
+                 launch: Callable[[Sequence[str], str, Optional[int]], object] = RunProcess):
+        self.output, self.opts, self.parallel, self.launch = output, list(opts), parallel, launch
+        self.gpus = torch.cuda.device_count()
+        self.launched = 0
+        self.configs = {run.name: run.config(opts) for run in runs}
+        self.status: Dict[str, dict] = {}
+        self.running: Dict[Run, Running] = {}
+        self.todo: List[Run] = []
+        for run in sorted(runs, key=lambda r: r.method == "soft_teacher"):
+            if final_box_ap(self.folder(run), self.max_iter(run)) is not None:
+                self.status[run.name] = {"state": "finished earlier"}
+            else:
+                self.todo.append(run)
+
+    def folder(self, run: Run) -> str:
+        return os.path.join(self.output, run.name)
+
+    def max_iter(self, run: Run) -> int:
+        return self.configs[run.name].SOLVER.MAX_ITER
+
+    def burn_in(self, run: Run) -> int:
+        return self.configs[run.name].SOFT_TEACHER.BURN_IN_ITERS
+
+    def command(self, run: Run, resume: bool) -> List[str]:
+        return ([sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", run.config_file]
+                + (["--resume"] if resume else [])
+                + ["OUTPUT_DIR", self.folder(run), "SEED", str(run.seed)] + self.opts)
+
+    def _start(self, run: Run, how: str) -> None:
+        out = self.folder(run)
+        last = _last_checkpoint(out)
+        command = self.command(run, resume=last is not None)
+        gpu = self.launched % self.gpus if self.gpus > 1 else None
+        start_iter = 0 if last is None else int(min(_checkpoint_iteration(last) + 1, self.max_iter(run)))
+        self.running[run] = Running(self.launch(command, out, gpu), time.time(), start_iter)
+        self.launched += 1
+        self.todo.remove(run)
+        print(f"start  {run.name:26s} {how}: {shlex.join(command)}", flush=True)
+
+    def waiting_for(self, run: Run) -> Optional[str]:
+        """What a Soft Teacher run waits for (None: it can start now); starts nothing."""
+        if run.twin is None or _last_checkpoint(self.folder(run)) is not None:
+            return None
+        twin_dir = self.folder(run.twin)
+        twin_training = run.twin in self.running or run.twin in self.todo
+        if branch_checkpoint_ready(twin_dir, self.burn_in(run), twin_training):
+            return None
+        return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+
+    def start_ready(self) -> None:
+        """Start what can start: branches first, then supervised runs; drop branches that never can."""
+        for run in [r for r in self.todo if r.twin is not None]:
+            if run.twin in self.running or run.twin in self.todo:
+                continue
+            missing = self.waiting_for(run)
+            if missing is not None:
+                self.todo.remove(run)
+                twin_state = self.status.get(run.twin.name, {}).get("state", "not part of this benchmark")
+                self.status[run.name] = {"state": f"not started: {missing} is missing ({run.twin.name}: {twin_state})"}
+        order = [r for r in self.todo if r.twin is not None] + [r for r in self.todo if r.twin is None]
+        for run in order:
+            if len(self.running) >= self.parallel:
+                return
+            if run.twin is None:
+                self._start(run, "resumed" if _last_checkpoint(self.folder(run)) else "from scratch")
+            elif self.waiting_for(run) is None:
+                if _last_checkpoint(self.folder(run)) is not None:
+                    self._start(run, "resumed")
+                else:
+                    copied = start_branch(self.folder(run.twin), self.folder(run), self.burn_in(run))
+                    self._start(run, f"branched from {run.twin.name}/{os.path.basename(copied)}")
+
+    def poll(self) -> None:
+        for run, entry in list(self.running.items()):
+            code = entry.process.poll()
             if code is None:
                 continue
-            running.remove(entry)
-            minutes = (time.time() - process.started) / 60
-            state = "trained" if code == 0 else f"failed (exit code {code}; see {out}/stdout.log)"
-            status[process.run.name] = {"state": state, "minutes": round(minutes, 1)}
-            print(f"finish {process.run.name:20s} {state} after {minutes:.1f} min", flush=True)
-        if time.time() - last_status >= STATUS_SECONDS and running:
-            last_status = time.time()
-            print("  progress: " + ", ".join(f"{p.run.name} {last_iteration(out)}/{m}" for p, out, m in running),
-                  flush=True)
-        if stop_after is not None and time.time() - start > stop_after and running:
-            for process, out, max_iter in running:
-                process.stop()
-                where = f"{last_iteration(out)}/{max_iter}"
-                state = f"stopped at iteration {where} (--stop-after); run again to resume"
-                status[process.run.name] = {"state": state}
-                print(f"stop   {process.run.name:20s} at iteration {last_iteration(out)}/{max_iter}", flush=True)
-            running = []
-            for run, out, _, _ in pending:
-                status[run.name] = {"state": "not started (--stop-after)"}
-            pending = []
-    return status
+            del self.running[run]
+            minutes = (time.time() - entry.started) / 60
+            state = "trained" if code == 0 else f"failed (exit code {code}; see {self.folder(run)}/stdout.log)"
+            self.status[run.name] = {"state": state, "minutes": round(minutes, 1)}
+            print(f"finish {run.name:26s} {state} after {minutes:.1f} min", flush=True)
+
+    def progress(self) -> List[str]:
+        """One line per running run (iterations done/total, elapsed, ETA) and per waiting branch."""
+        lines = []
+        for run, entry in self.running.items():
+            done, total = max(last_iteration(self.folder(run)), entry.start_iter), self.max_iter(run)
+            elapsed = time.time() - entry.started
+            eta = "ETA unknown"
+            if done > entry.start_iter:
+                eta = f"ETA {(total - done) * elapsed / (done - entry.start_iter) / 60:.1f} min"
+            lines.append(f"  {run.name:26s} {done}/{total} iterations, {elapsed / 60:.1f} min, {eta}")
+        for run in self.todo:
+            missing = self.waiting_for(run)
+            lines.append(f"  {run.name:26s} " + (f"waiting for {missing}" if missing else "waiting for a slot"))
+        return lines
+
+    def run(self) -> Dict[str, dict]:
+        last_status = time.time()
+        try:
+            while self.todo or self.running:
+                self.start_ready()
+                time.sleep(POLL_SECONDS)
+                self.poll()
+                if time.time() - last_status >= STATUS_SECONDS and (self.todo or self.running):
+                    last_status = time.time()
+                    print(f"progress at {time.strftime('%H:%M')}:\n" + "\n".join(self.progress()), flush=True)
+        finally:
+            for entry in self.running.values():
+                entry.process.stop()
+        return self.status
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def spread(values: Dict[int, float]) -> Optional[dict]:
+    """``{"mean", "half_range", "values": {seed: AP}}`` of per-seed values; None without any."""
+    if not values:
+        return None
+    figures = list(values.values())
+    return {"mean": sum(figures) / len(figures), "half_range": (max(figures) - min(figures)) / 2,
+            "values": {str(seed): value for seed, value in sorted(values.items())}}
+
+
+def paired_differences(soft: Dict[int, float], sup: Dict[int, float]) -> Dict[str, float]:
+    """``{seed: soft - sup}`` over the seeds both have."""
+    return {str(seed): soft[seed] - sup[seed] for seed in sorted(soft) if seed in sup}
+
+
+def gap_closed(ap_soft: Optional[float], ap_sup: Optional[float], ap_full: Optional[float]) -> Optional[float]:
+    """``(AP_soft - AP_sup) / (AP_100 - AP_sup)``; None when a figure is missing or the gap is not positive."""
+    if None in (ap_soft, ap_sup, ap_full) or ap_full - ap_sup <= 0:
+        return None
+    return (ap_soft - ap_sup) / (ap_full - ap_sup)
+
+
+def summarize(per_run: Dict[str, dict]) -> Dict[str, dict]:
+    """Per semi-supervised percent: each arm's spread over seeds, the ceiling, gap closed, paired differences."""
+    def by_seed(method: str, percent: int, model: str) -> Dict[int, float]:
+        return {run["seed"]: run["box_ap"][model] for run in per_run.values()
+                if run["method"] == method and run["percent"] == percent and (run["box_ap"] or {}).get(model)
+                is not None}
+
+    ceiling = spread(by_seed("supervised", CEILING[0], "model"))
+    ap_full = ceiling["mean"] if ceiling else None
+    summary = {}
+    percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
+    for percent in percents:
+        sup = by_seed("supervised", percent, "model")
+        arms = {"teacher": by_seed("soft_teacher", percent, "teacher"),
+                "student": by_seed("soft_teacher", percent, "student")}
+        sup_spread = spread(sup)
+        entry = {
+            "seeds": sorted(run["seed"] for run in per_run.values()
+                            if run["method"] == "soft_teacher" and run["percent"] == percent),
+            "supervised": sup_spread, "ceiling": ap_full,
+        }
+        for arm, values in arms.items():
+            entry[arm] = spread(values)
+        entry["gap_closed"] = {
+            arm: gap_closed(entry[arm]["mean"] if entry[arm] else None, sup_spread["mean"] if sup_spread else None,
+                            ap_full) for arm in arms}
+        entry["difference"] = {arm: paired_differences(values, sup) for arm, values in arms.items()}
+        summary[str(percent)] = entry
+    return summary
 
 
 def collect_results(runs: Sequence[Run], output: str, opts: Sequence[str], status: Dict[str, dict]) -> Dict:
     per_run = {}
     for run in runs:
-        cfg = load_config(run.config_file, opts)
-        per_run[run.name] = {
-            "method": run.method,
-            "percent": run.percent,
-            "config_file": os.path.relpath(run.config_file, REPO),
-            "max_iter": cfg.SOLVER.MAX_ITER,
-            "box_ap": final_box_ap(os.path.join(output, run.name), cfg.SOLVER.MAX_ITER),
-            **status.get(run.name, {}),
-        }
-    ceiling = (per_run.get("supervised_100pct", {}).get("box_ap") or {}).get("model")
-    gaps = {}
-    for percent in SEMI_SUPERVISED_PERCENTS:
-        sup = (per_run.get(f"supervised_{percent}pct", {}).get("box_ap") or {}).get("model")
-        soft = per_run.get(f"soft_teacher_{percent}pct", {}).get("box_ap") or {}
-        gaps[f"{percent}pct"] = {
-            "teacher": gap_closed(soft.get("teacher"), sup, ceiling),
-            "student": gap_closed(soft.get("student"), sup, ceiling),
-        }
-    return {"runs": per_run, "gap_closed": gaps, "machine": benchmark_report.machine_description(),
+        cfg = run.config(opts)
+        out = os.path.join(output, run.name)
+        entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
+                 "config_file": os.path.relpath(run.config_file, REPO), "max_iter": cfg.SOLVER.MAX_ITER,
+                 "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
+        if run.twin is not None:
+            entry["twin"] = run.twin.name
+            entry["branched_from"] = os.path.join(run.twin.name, checkpoint_name(cfg.SOFT_TEACHER.BURN_IN_ITERS - 1))
+            entry["burn_in_iters"] = cfg.SOFT_TEACHER.BURN_IN_ITERS
+            entry["pseudo_labels"] = pseudo_label_stats(out)
+        per_run[run.name] = entry
+    return {"runs": per_run, "percents": summarize(per_run), "machine": benchmark_report.machine_description(),
             "opts": list(opts)}
 
 
-def _ap(value: Optional[float]) -> str:
-    return "not measured" if value is None else f"{value:.1f}"
+def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dict[int, List[str]]:
+    """Box AP against iterations trained, one panel per semi-supervised percent; ``{percent: lines drawn}``.
+
+    Supervised (``bbox/AP``), Soft Teacher teacher and student: one colour per arm, one line style per
+    seed, the 100% ceiling in grey; a vertical line at the branch point. A Soft Teacher curve starts at
+    its twin's evaluation at the branch point, where both arms are the same model.
+    """
+    percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
+    seeds = sorted({run["seed"] for run in per_run.values()})
+    figure = Figure(figsize=(6 * max(1, len(percents)), 4.5), tight_layout=True)
+    FigureCanvasAgg(figure)
+    drawn = {}
+    ceiling = [(name, run) for name, run in per_run.items() if run["percent"] == CEILING[0]]
+    for index, percent in enumerate(percents):
+        axes = figure.add_subplot(1, max(1, len(percents)), index + 1)
+        axes.set_title(f"{percent}% labeled")
+        axes.set_xlabel("iterations trained")
+        axes.set_ylabel("box AP (%)")
+        lines = []
+
+        def draw(xs, ys, label, color, style):
+            if xs:
+                axes.plot(xs, ys, color=color, linestyle=style, marker="o", markersize=3, label=label)
+                lines.append(label)
+
+        for name, run in ceiling:
+            draw(*ap_curve(os.path.join(output, name), "bbox/AP", run["max_iter"]),
+                 f"supervised 100% seed {run['seed']}", ARM_COLORS["ceiling"], ":")
+        for name, run in sorted(per_run.items(), key=lambda item: (item[1]["method"] != "supervised", item[1]["seed"])):
+            if run["percent"] != percent:
+                continue
+            style = plot_metrics.LINE_STYLES[seeds.index(run["seed"]) % len(plot_metrics.LINE_STYLES)]
+            out = os.path.join(output, name)
+            if run["method"] == "supervised":
+                draw(*ap_curve(out, "bbox/AP", run["max_iter"]), f"supervised seed {run['seed']}",
+                     ARM_COLORS["supervised"], style)
+                continue
+            burn_in = run["burn_in_iters"]
+            twin = ap_curve(os.path.join(output, run["twin"]), "bbox/AP", run["max_iter"])
+            start = [(x, y) for x, y in zip(*twin) if x == burn_in]
+            for arm in ("teacher", "student"):
+                xs, ys = ap_curve(out, f"{arm}/bbox/AP", run["max_iter"])
+                if xs and start:
+                    xs, ys = [burn_in] + xs, [start[0][1]] + ys
+                draw(xs, ys, f"Soft Teacher {arm} seed {run['seed']}", ARM_COLORS[arm], style)
+            axes.axvline(burn_in, color="0.6", linestyle="--", linewidth=0.8)
+        if lines:
+            axes.legend(fontsize="small")
+        else:
+            axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes, color="gray")
+        drawn[percent] = lines
+    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
+    figure.savefig(png, dpi=100)
+    return drawn
+
+
+def _ap(figures: Optional[dict]) -> str:
+    """``63.1 ± 1.1 (62.0, 64.2)`` for several seeds, ``63.1`` for one."""
+    if not figures:
+        return "not measured"
+    if len(figures["values"]) == 1:
+        return f"{figures['mean']:.1f}"
+    values = ", ".join(f"{v:.1f}" for v in figures["values"].values())
+    return f"{figures['mean']:.1f} ± {figures['half_range']:.1f} ({values})"
 
 
 def _share(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
-def markdown(results: Dict, command: str) -> str:
-    runs = results["runs"]
-    ceiling = (runs.get("supervised_100pct", {}).get("box_ap") or {}).get("model")
+def _differences(values: Dict[str, float]) -> str:
+    return ", ".join(f"seed {seed}: {value:+.1f}" for seed, value in values.items()) or "n/a"
+
+
+def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
+    runs, percents = results["runs"], results["percents"]
     rows = []
-    for percent in SEMI_SUPERVISED_PERCENTS:
-        sup = (runs.get(f"supervised_{percent}pct", {}).get("box_ap") or {}).get("model")
-        soft = runs.get(f"soft_teacher_{percent}pct", {}).get("box_ap") or {}
-        gap = results["gap_closed"][f"{percent}pct"]
-        rows.append([f"{percent}%", _ap(sup), _ap(soft.get("teacher")), _ap(soft.get("student")), _ap(ceiling),
-                     _share(gap["teacher"]), _share(gap["student"])])
-    unfinished = [f"{name}: {run.get('state')}" for name, run in runs.items() if run.get("box_ap") is None]
+    for percent, entry in percents.items():
+        rows.append([f"{percent}%", ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]),
+                     _ap(entry["teacher"]), _ap(entry["student"]),
+                     "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
+                     f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}",
+                     _differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
     iterations = sorted({run["max_iter"] for run in runs.values()})
+    burn_ins = sorted({run["burn_in_iters"] for run in runs.values() if "burn_in_iters" in run})
     lines = [
         "## Accuracy on the synthetic shapes set",
         "",
-        f"Box AP on shapes_val (COCO AP@[.5:.95], %); fold 1 of each split; {', '.join(map(str, iterations))} "
-        "iterations; configs under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`). "
-        "Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup).",
+        f"Box AP on shapes_val (COCO AP@[.5:.95], %) after {', '.join(map(str, iterations))} iterations; fold 1 of "
+        "each split; configs under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), `SEED` per "
+        f"run. Each Soft Teacher run branches from the supervised run of the same seed at iteration "
+        f"{', '.join(map(str, burn_ins)) or 'B'} (its burn-in): the two share everything before it. Cells give the "
+        "mean ± half-range over seeds and each seed's AP in parentheses. Gap closed = (AP_soft - AP_sup) / "
+        "(AP_100 - AP_sup) on the seed means; the last two columns pair the runs of each seed (soft - supervised).",
         "",
         benchmark_report.markdown_table(
-            ["labeled", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)", "supervised 100%",
-             "gap closed (teacher)", "gap closed (student)"], rows),
-        "",
-        f"Machine: {benchmark_report.machine_line(results['machine'])}.",
-        "",
-        f"Command: `{command}`",
+            ["labeled", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)", "supervised 100%",
+             "gap closed (teacher / student)", "teacher - supervised", "student - supervised"], rows),
     ]
+    if figure:
+        lines += ["", f"![Box AP on shapes_val during training]({figure})"]
+    pseudo_rows = []
+    for name, run in runs.items():
+        stats = run.get("pseudo_labels")
+        if stats:
+            pseudo_rows.append([name] + [f"{stats[key]:.2f}" if key in stats else "n/a" for key in
+                                         ("pseudo/precision", "pseudo/recall", "pseudo/boxes_per_image_cls")])
+    if pseudo_rows:
+        lines += ["", f"Pseudo labels of the Soft Teacher runs (mean over each run's last {PSEUDO_WINDOW} "
+                      "iterations; precision and recall against the unlabeled images' hidden boxes):", "",
+                  benchmark_report.markdown_table(["run", "precision", "recall", "pseudo boxes / image"],
+                                                  pseudo_rows)]
+    unfinished = [f"{name}: {run.get('state')}" for name, run in runs.items() if run.get("box_ap") is None]
+    lines += ["", f"Machine: {benchmark_report.machine_line(results['machine'])}.", "", f"Command: `{command}`"]
     if results["opts"]:
         lines += ["", f"Config overrides for every run: `{shlex.join(results['opts'])}`."]
     if unfinished:
@@ -251,43 +561,72 @@ def markdown(results: Dict, command: str) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- command line
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got '{text}'")
+    return sorted(set(values))
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/benchmark_accuracy", help="folder of the runs and results")
-    parser.add_argument("--runs", help="a subset of the runs, comma-separated: " + ",".join(run.name for run in RUNS))
-    parser.add_argument("--parallel", type=int, default=len(RUNS), help="runs trained at once (default: all)")
-    parser.add_argument("--stop-after", type=float, metavar="SECONDS",
-                        help="stop the runs still training after this long, report, and resume on the next call")
-    parser.add_argument("--benchmarks-md", metavar="FILE", help="also write the table into this Markdown file")
+    parser.add_argument("--percents", type=_int_list, help="labeled percents of the supervised / Soft Teacher "
+                        "pairs, from 1,5,10 (default: 1,5)")
+    parser.add_argument("--seeds", type=_int_list, help="seeds of every pair (default: 1 for 1%%, 1,2 for 5%%, "
+                        "1 for 10%%); the 100%% ceiling uses seed 1")
+    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
+                        help="runs trained at once (default: the CPU cores)")
+    parser.add_argument("--benchmarks-md", metavar="FILE", help="also write the results into this Markdown file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every run")
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
-    names = [run.name for run in RUNS]
-    args.runs = names if args.runs is None else args.runs.split(",")
-    unknown = [name for name in args.runs if name not in names]
+    percents = args.percents or sorted({p for p, _ in DEFAULT_TABLE})
+    unknown = [p for p in percents if p not in SEMI_SUPERVISED_PERCENTS]
     if unknown:
-        parser.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+        parser.error(f"--percents: no Soft Teacher config for {unknown}; choose from {SEMI_SUPERVISED_PERCENTS}")
+    args.table = [(p, s) for p in percents
+                  for s in (args.seeds or [s for q, s in DEFAULT_TABLE if q == p] or [1])]
     return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "tools/benchmark_accuracy.py"] + list(sys.argv[1:] if argv is None else argv))
-    runs = [run for run in RUNS if run.name in args.runs]
+    runs = plan_runs(args.table)
     try:
-        for run in runs:
-            load_config(run.config_file, args.opts)
+        problems = branch_problems(runs, args.opts)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if problems:
+        print("error: the Soft Teacher runs cannot branch from their supervised twins:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        return 2
+    # A terminated benchmark stops its runs (Scheduler.run's cleanup) instead of leaving them orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     print("Preparing the shapes set (generated on first use)...", flush=True)
     for name in ("shapes_train", "shapes_val"):
         DatasetCatalog.get(name)
-    status = train_runs(runs, args.output, args.opts, args.parallel, args.stop_after)
+    status = Scheduler(runs, args.output, args.opts, args.parallel).run()
     results = collect_results(runs, args.output, args.opts, status)
     results["command"] = command
-    benchmark_report.write_results(args.output, results, markdown(results, command), args.benchmarks_md, "accuracy")
+    plot_accuracy_curves(args.output, results["runs"], os.path.join(args.output, FIGURE))
+    section = None
+    if args.benchmarks_md:
+        docs_png = os.path.join(os.path.dirname(os.path.abspath(args.benchmarks_md)), "docs", FIGURE)
+        os.makedirs(os.path.dirname(docs_png), exist_ok=True)
+        shutil.copyfile(os.path.join(args.output, FIGURE), docs_png)
+        section = markdown(results, command, f"docs/{FIGURE}")
+    benchmark_report.write_results(args.output, results, markdown(results, command, FIGURE), args.benchmarks_md,
+                                   "accuracy", section_text=section)
     return 0 if all(run["box_ap"] is not None for run in results["runs"].values()) else 1
 
 

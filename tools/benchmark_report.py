@@ -57,16 +57,18 @@ def replace_section(markdown_path: str, name: str, body: str) -> None:
         f.write(text)
 
 
-def write_results(output_dir: str, results: Dict, text: str, benchmarks_md: Optional[str], section: str) -> None:
+def write_results(output_dir: str, results: Dict, text: str, benchmarks_md: Optional[str], section: str,
+                  section_text: Optional[str] = None) -> None:
     """Write ``results.json`` and ``results.md`` (``text``) into ``output_dir``, print ``text``, and
-    rewrite ``section`` of ``benchmarks_md`` with it when that file is given."""
+    rewrite ``section`` of ``benchmarks_md`` with it when that file is given (with ``section_text``
+    instead when given: e.g. the same text with links relative to ``benchmarks_md``)."""
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(output_dir, "results.md"), "w") as f:
         f.write(text + "\n")
     if benchmarks_md:
-        replace_section(benchmarks_md, section, text)
+        replace_section(benchmarks_md, section, text if section_text is None else section_text)
     print("\n" + text)
     print(f"\nWrote {os.path.join(output_dir, 'results.json')} and results.md"
           + (f"; updated {benchmarks_md}" if benchmarks_md else ""))
