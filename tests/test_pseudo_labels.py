@@ -225,17 +225,18 @@ def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():
     assert count_true_positives(pseudo, annotations) == 1
 
 
-def scored_boxes(boxes, classes, scores):
+def scored_boxes(boxes, classes, scores, uncertainty=None):
     instances = Instances(IMAGE_SIZE, gt_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)))
     instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
     instances.scores = torch.tensor(scores, dtype=torch.float32)
+    instances.uncertainty = torch.tensor(uncertainty or [0.05] * len(scores), dtype=torch.float32)
     return instances
 
 
-def batch_counts(pseudo_per_image, annotations_per_image=None):
-    """Counts of a batch whose candidates, loss sets and classification set are all ``pseudo_per_image``."""
+def batch_counts(pseudo_per_image, annotations_per_image=None, cls_thresh=0.0):
+    """Counts of a batch whose candidates and loss sets are all ``pseudo_per_image``."""
     sets = pseudo_per_image
-    return pseudo_label_counts(sets, sets, sets, sets, sets if annotations_per_image else None, annotations_per_image)
+    return pseudo_label_counts(sets, sets, sets, sets, cls_thresh, annotations_per_image)
 
 
 def test_stats_of_two_ranks_summed_counts_are_those_of_their_pooled_images_not_the_mean_of_ratios():
@@ -267,3 +268,35 @@ def test_teacher_score_mean_is_zero_and_counts_finite_when_no_rank_has_a_candida
     stats = stats_from_counts(empty + empty)
     assert stats["pseudo/teacher_score_mean"] == 0.0
     assert stats["pseudo/boxes_per_image_rpn"] == 0.0
+
+
+def test_precision_and_recall_at_each_grid_threshold_count_the_candidates_above_it():
+    box, far = [0.0, 0, 10, 10], [50.0, 50, 60, 60]
+    # the 0.95 box is right, the 0.75 box is a duplicate of it, the 0.55 box is right: 2 annotations
+    candidates = [scored_boxes([box, box, far], [0, 0, 0], [0.95, 0.75, 0.55])]
+    annotations = [scored_boxes([box, far], [0, 0], [1.0, 1.0])]
+
+    stats = stats_from_counts(batch_counts(candidates, annotations, cls_thresh=0.9))
+
+    assert stats["pseudo/precision_at_0.9"] == stats["pseudo/precision"] == 1.0
+    assert stats["pseudo/recall_at_0.9"] == pytest.approx(1 / 2)
+    assert stats["pseudo/precision_at_0.7"] == pytest.approx(1 / 2)  # the duplicate is a false positive
+    assert stats["pseudo/precision_at_0.5"] == pytest.approx(2 / 3)
+    assert stats["pseudo/recall_at_0.5"] == 1.0
+
+
+def test_uncertainty_percentiles_are_read_off_the_summed_histogram():
+    box = [0.0, 0, 10, 10]
+    uncertainties = [0.0105, 0.0205, 0.0305, 0.0405, 0.0505, 0.0605, 0.0705, 0.0805, 0.0905, 0.5]
+    rank0 = [scored_boxes([box] * 5, [0] * 5, [0.9] * 5, uncertainties[:5])]
+    rank1 = [scored_boxes([box] * 5, [0] * 5, [0.9] * 5, uncertainties[5:])]
+
+    stats = stats_from_counts(batch_counts(rank0) + batch_counts(rank1))
+
+    assert stats["pseudo/uncertainty_p10"] == pytest.approx(0.011)  # the top of the first value's 1e-3 bin
+    assert stats["pseudo/uncertainty_p50"] == pytest.approx(0.051)
+    assert stats["pseudo/uncertainty_p90"] == pytest.approx(0.091)
+
+
+def test_uncertainty_percentiles_are_left_out_without_candidates():
+    assert "pseudo/uncertainty_p50" not in stats_from_counts(batch_counts([scored_boxes([], [], [])]))

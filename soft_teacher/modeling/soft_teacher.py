@@ -230,15 +230,14 @@ class SoftTeacher(nn.Module):
     ) -> torch.Tensor:
         """:func:`pseudo_label_counts` of this process's batch, matched against ``hidden_instances``
         when every image has them."""
-        cls_sets_teacher_view = annotations_teacher_view = None
+        annotations_teacher_view = None
         if all("hidden_instances" in d for d in unlabeled):
-            cls_sets_teacher_view = [p[p.scores >= self.cls_pseudo_thresh] for p in teacher_out.pseudo_labels]
             annotations_teacher_view = [
                 instances_to_view(d["hidden_instances"].to(self.device), d["teacher"]["transform_matrix"], size)
                 for d, size in zip(unlabeled, teacher_out.images.image_sizes)
             ]
         return pseudo_label_counts(
-            teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, cls_sets_teacher_view, annotations_teacher_view
+            teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, self.cls_pseudo_thresh, annotations_teacher_view
         )
 
 
