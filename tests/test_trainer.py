@@ -9,6 +9,7 @@ from detectron2.engine import HookBase
 from soft_teacher.engine import SoftTeacherTrainer, check_losses_finite, unwrap_model
 
 from engine_helpers import StandInTrainer, read_metrics, stand_in_cfg, tiny_semisup_cfg
+from log_capture import captured_logs
 
 
 class StopAfter(HookBase):
@@ -153,6 +154,21 @@ def test_short_run_logs_losses_pseudo_boxes_and_periodically_evaluates_both_mode
     assert set(results) == {"teacher", "student"} and "AP" in results["teacher"]["bbox"]
     assert glob.glob(os.path.join(cfg.OUTPUT_DIR, "events.out.tfevents.*"))  # TensorBoard
     assert os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+
+
+@pytest.mark.slow
+def test_evaluation_during_burn_in_reports_the_student_only_and_says_why(tmp_path):
+    cfg = tiny_semisup_cfg(tmp_path)
+    cfg.SOFT_TEACHER.BURN_IN_ITERS = 5  # longer than the 2-iteration run
+    trainer = SoftTeacherTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    with captured_logs("soft_teacher.engine.trainer") as records:
+        results = trainer.train()
+
+    assert set(results) == {"student"}
+    eval_row = next(r for r in read_metrics(cfg.OUTPUT_DIR) if "student/bbox/AP" in r)
+    assert "teacher/bbox/AP" not in eval_row
+    assert any("teacher is an untrained copy" in record.getMessage() for record in records)
 
 
 @pytest.mark.slow

@@ -132,9 +132,16 @@ class SoftTeacherTrainer(DefaultTrainer):
         ret = super().build_hooks()
         if is_teacher_student(self.model):
             # Periodic evaluation reports both models, whatever SOFT_TEACHER.EVAL_MODEL says
-            # (that key chooses what --eval-only and inference use).
+            # (that key chooses what --eval-only and inference use), except during the burn-in,
+            # when the teacher is still the untrained copy it was built as.
             def evaluate_teacher_and_student():
-                self._last_eval_results = self.test(self.cfg, self.model, models=("teacher", "student"))
+                models = ("teacher", "student")
+                burn_in = self.cfg.SOFT_TEACHER.BURN_IN_ITERS
+                if self.iter + 1 < burn_in:
+                    logger.info(f"Evaluating the student only: the teacher is an untrained copy until the burn-in "
+                                f"ends after iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS).")
+                    models = ("student",)
+                self._last_eval_results = self.test(self.cfg, self.model, models=models)
                 return self._last_eval_results
 
             ret = [
