@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
@@ -265,3 +266,15 @@ def test_unsupported_settings_are_refused_with_the_key_to_change(tiny_cfg, overr
     tiny_cfg.merge_from_list(overrides)
     with pytest.raises(ValueError, match=message):
         build_model(tiny_cfg)
+
+
+def test_stock_detectron2_checkpointer_loads_a_plain_detector_into_both_models(tiny_cfg, tmp_path):
+    model = build_model(tiny_cfg)
+    plain = GeneralizedRCNN(tiny_cfg.clone())  # the same detector, other random weights
+    torch.save({"model": plain.state_dict()}, tmp_path / "plain.pth")
+
+    DetectionCheckpointer(model).load(str(tmp_path / "plain.pth"))
+
+    for name, value in plain.state_dict().items():
+        assert torch.equal(model.student.state_dict()[name], value), name
+        assert torch.equal(model.teacher.state_dict()[name], value), name

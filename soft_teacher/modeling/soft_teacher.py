@@ -100,6 +100,7 @@ class SoftTeacher(nn.Module):
         self.teacher = copy.deepcopy(student)
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        self._register_load_state_dict_pre_hook(_plain_detector_into_both)
         self.initial_score_thresh = initial_score_thresh
         self.rpn_pseudo_thresh = rpn_pseudo_thresh
         self.cls_pseudo_thresh = cls_pseudo_thresh
@@ -239,6 +240,22 @@ class SoftTeacher(nn.Module):
         return pseudo_label_counts(
             teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, self.cls_pseudo_thresh, annotations_teacher_view
         )
+
+
+def _plain_detector_into_both(state_dict, prefix, *args) -> None:
+    """Load-state-dict pre-hook: a plain detector's weights (no ``teacher.*``/``student.*`` key) go to both.
+
+    So every loader (``DetectionCheckpointer``, ``DefaultPredictor``, ``load_state_dict``) gives a
+    SoftTeacher model the weights of a model-zoo or exported detector instead of silently
+    loading nothing.
+    """
+    own = [key for key in state_dict if key.startswith(prefix)]
+    if not own or any(key[len(prefix):].startswith(("teacher.", "student.")) for key in own):
+        return
+    for key in own:
+        value = state_dict.pop(key)
+        for model in ("student", "teacher"):
+            state_dict[f"{prefix}{model}.{key[len(prefix):]}"] = value
 
 
 def _split_batch(batched_inputs) -> Tuple[List[dict], Optional[List[dict]]]:
