@@ -45,6 +45,9 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     # Supervised-only iterations before the unsupervised losses start (paper: 0). The teacher is not updated
     # during them; the update after the last one (k = 0 above) makes it a copy of the student.
     st.BURN_IN_ITERS = 0
+    # Whether the student's forward on strong views updates BatchNorm running statistics (False: only
+    # labeled images, like inference images, set them; no effect on frozen BN such as the COCO configs').
+    st.STRONG_VIEW_BN_STATS = False
     # Which model inference and --eval-only use: "teacher", "student" or "both" (periodic evaluation: both).
     st.EVAL_MODEL = "teacher"
     # Warn when no pseudo box passes the thresholds for this many iterations in a row (0 disables).

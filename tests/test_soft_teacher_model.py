@@ -278,3 +278,19 @@ def test_stock_detectron2_checkpointer_loads_a_plain_detector_into_both_models(t
     for name, value in plain.state_dict().items():
         assert torch.equal(model.student.state_dict()[name], value), name
         assert torch.equal(model.teacher.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize("strong_view_bn_stats", [False, True])
+def test_batch_norm_running_statistics_follow_the_strong_views_only_when_configured(
+    tiny_cfg, monkeypatch, strong_view_bn_stats
+):
+    tiny_cfg.SOFT_TEACHER.STRONG_VIEW_BN_STATS = strong_view_bn_stats
+    model = build_model(tiny_cfg).train()
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    bn = model.student.backbone.bottom_up.stem.conv1.norm
+    before = bn.running_mean.clone()
+    data = batch()
+    with EventStorage():
+        model.unsupervised_losses(data["unlabeled"])
+    assert torch.equal(bn.running_mean, before) != strong_view_bn_stats
+    assert bn.momentum == 0.1  # restored after the block

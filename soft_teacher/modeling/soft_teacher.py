@@ -5,6 +5,7 @@ the optimizer on labeled images and on pseudo labels, and its ``teacher``, which
 the pseudo labels, never receives gradients, always stays in eval mode and follows the
 student by EMA (:mod:`soft_teacher.modeling.ema`, driven by a trainer hook).
 """
+import contextlib
 import copy
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -75,6 +76,7 @@ class SoftTeacher(nn.Module):
         unsup_weight: float = 4.0,
         burn_in_iters: int = 0,
         eval_model: str = "teacher",
+        strong_view_bn_stats: bool = False,
     ):
         """
         Args:
@@ -87,6 +89,8 @@ class SoftTeacher(nn.Module):
                 fraction of the box width/height.
             unsup_weight: factor of every unsupervised loss.
             burn_in_iters: iterations (EventStorage.iter) with supervised losses only.
+            strong_view_bn_stats: whether the student's forward on the student (strong) views updates
+                BatchNorm running statistics; if not, they come from the labeled images only.
             eval_model: which detector predicts in eval mode: "teacher", "student", or "both"
                 (the teacher; the trainer evaluates each detector separately).
         """
@@ -110,6 +114,7 @@ class SoftTeacher(nn.Module):
         self.unsup_weight = unsup_weight
         self.burn_in_iters = burn_in_iters
         self.eval_model = eval_model
+        self.strong_view_bn_stats = strong_view_bn_stats
 
     @classmethod
     def from_config(cls, cfg):
@@ -128,6 +133,7 @@ class SoftTeacher(nn.Module):
             "unsup_weight": st.UNSUP_WEIGHT,
             "burn_in_iters": st.BURN_IN_ITERS,
             "eval_model": st.EVAL_MODEL,
+            "strong_view_bn_stats": st.STRONG_VIEW_BN_STATS,
         }
 
     @property
@@ -185,7 +191,6 @@ class SoftTeacher(nn.Module):
             self.jitter_scale,
         )
         images = self.student.preprocess_image([d["student"] for d in unlabeled])
-        features = self.student.backbone(images.tensor)
         matrices = [
             (d["teacher"]["transform_matrix"].to(self.device), d["student"]["transform_matrix"].to(self.device))
             for d in unlabeled
@@ -206,7 +211,8 @@ class SoftTeacher(nn.Module):
         for name, value in stats_from_counts(counts).items():
             storage.put_scalar(name, value)
 
-        with storage.name_scope("unsup"):
+        with storage.name_scope("unsup"), _batch_norm_statistics_kept(self.student, not self.strong_view_bn_stats):
+            features = self.student.backbone(images.tensor)
             proposals, losses = self.student.proposal_generator(images, features, rpn_sets)
             losses["loss_cls"] = unsup_roi_cls_loss(
                 self.student.roi_heads,
@@ -240,6 +246,21 @@ class SoftTeacher(nn.Module):
         return pseudo_label_counts(
             teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, self.cls_pseudo_thresh, annotations_teacher_view
         )
+
+
+@contextlib.contextmanager
+def _batch_norm_statistics_kept(module: nn.Module, enabled: bool = True):
+    """Within the block, BatchNorm layers in training mode normalise with batch statistics as usual
+    but leave their running statistics (what inference uses) unchanged: momentum 0."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
 
 
 def _plain_detector_into_both(state_dict, prefix, *args) -> None:
