@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from detectron2.utils.events import get_event_storage
 from soft_teacher.engine import SoftTeacherTrainer
+from soft_teacher.utils.metrics import metrics_records
 
 from conftest import make_tiny_cfg
 
@@ -186,9 +187,8 @@ def write_metrics(output_dir, records):
 
 
 def read_metrics(output_dir):
-    """The rows of ``output_dir/metrics.json``."""
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [json.loads(line) for line in f]
+    """The rows of ``output_dir/metrics.json``, in file order (the package's reader)."""
+    return metrics_records(output_dir)
 
 
 def run_train_net(args, timeout=240, script="train_net.py"):

@@ -1,4 +1,5 @@
-"""tools/benchmark_accuracy.py and tools/benchmark_speed.py: their arithmetic, and a tiny CPU run of each.
+"""tools/benchmark_accuracy.py (with soft_teacher.engine.branch_runs, which trains its runs) and
+tools/benchmark_speed.py: their arithmetic, and a tiny CPU run of each.
 
 The CPU runs here use tiny settings; they check that the scripts train, branch, read back and
 report what they should, so that a long benchmark spends its time measuring, not debugging.
@@ -10,12 +11,13 @@ import pytest
 
 from commands import load_tool
 from engine_helpers import read_metrics, write_metrics
+from soft_teacher.engine import branch_runs
 
 benchmark_accuracy = load_tool("benchmark_accuracy")
 benchmark_speed = load_tool("benchmark_speed")
 
-Run = benchmark_accuracy.Run
-SUP_1, SOFT_1 = Run("supervised", 1, 1), Run("soft_teacher", 1, 1)
+BenchmarkRun = benchmark_accuracy.BenchmarkRun
+SUP_1, SOFT_1 = BenchmarkRun("supervised", 1, 1), BenchmarkRun("soft_teacher", 1, 1)
 # The benchmark's schedule shrunk: the Soft Teacher run branches at B = 2 from model_0000001.pth.
 BRANCH_AT_2 = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
                "SOLVER.CHECKPOINT_PERIOD", "2", "SOFT_TEACHER.BURN_IN_ITERS", "2"]
@@ -93,14 +95,26 @@ def test_final_box_ap_reads_the_evaluation_after_the_last_iteration_not_a_period
         {"iteration": 2999, "total_loss": 1.0},
         {"iteration": 3000, "teacher/bbox/AP": 41.0, "student/bbox/AP": 40.0},
     ])
-    assert benchmark_accuracy.final_box_ap(out, max_iter=3000) == {"teacher": 41.0, "student": 40.0}
-    assert benchmark_accuracy.last_iteration(out) == 3000
+    assert branch_runs.final_box_ap(out, max_iter=3000) == {"teacher": 41.0, "student": 40.0}
+    assert branch_runs.last_iteration(out) == 3000
+
+
+def test_final_evaluation_gives_every_coco_field_of_each_model_at_the_last_evaluation(tmp_path):
+    out = write_metrics(tmp_path / "run", [
+        {"iteration": 299, "bbox/AP": 5.0, "bbox/AP50": 9.0},
+        {"iteration": 599, "total_loss": 1.0},
+        {"iteration": 600, "bbox/AP": 20.0, "bbox/AP50": 35.0, "bbox/APl": float("nan"), "bbox/AP-circle": 25.0},
+    ])
+    evaluation = branch_runs.final_evaluation(out, max_iter=600)
+    assert set(evaluation) == {"model"} and set(evaluation["model"]) == {"AP", "AP50", "APl", "AP-circle"}
+    assert evaluation["model"]["AP50"] == 35.0 and evaluation["model"]["APl"] != evaluation["model"]["APl"]  # NaN
+    assert branch_runs.final_evaluation(out, max_iter=900) is None
 
 
 def test_final_box_ap_is_none_while_a_run_has_only_periodic_evaluations(tmp_path):
     out = write_metrics(tmp_path / "run", [{"iteration": 999, "bbox/AP": 10.0}, {"iteration": 1500, "total_loss": 1.0}])
-    assert benchmark_accuracy.final_box_ap(out, max_iter=3000) is None
-    assert benchmark_accuracy.final_box_ap(str(tmp_path / "never_started"), max_iter=3000) is None
+    assert branch_runs.final_box_ap(out, max_iter=3000) is None
+    assert branch_runs.final_box_ap(str(tmp_path / "never_started"), max_iter=3000) is None
 
 
 def test_pseudo_label_stats_average_the_records_of_the_last_100_iterations(tmp_path):
@@ -112,7 +126,7 @@ def test_pseudo_label_stats_average_the_records_of_the_last_100_iterations(tmp_p
         {"iteration": 279, "pseudo/precision": 0.9, "total_loss": 1.0},
         {"iteration": 280, "teacher/bbox/AP": 30.0},
     ])
-    stats = benchmark_accuracy.pseudo_label_stats(out)
+    stats = branch_runs.pseudo_label_stats(out)
     assert stats == {"pseudo/precision": pytest.approx(0.7), "pseudo/recall": pytest.approx(0.4)}
 
 
@@ -121,7 +135,7 @@ def test_a_branch_starts_from_a_copy_of_its_twins_burn_in_checkpoint(tmp_path):
     (output / SUP_1.name).mkdir(parents=True)
     (output / SUP_1.name / "model_0000001.pth").write_bytes(b"weights after iteration 1")
     launch = FakeLauncher()
-    scheduler = benchmark_accuracy.Scheduler([SOFT_1], str(output), BRANCH_AT_2, parallel=1, launch=launch)
+    scheduler = branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=launch)
     scheduler.start_ready()
     branch = output / SOFT_1.name
     assert (branch / "model_0000001.pth").read_bytes() == b"weights after iteration 1"
@@ -134,7 +148,8 @@ def test_a_branch_starts_from_a_copy_of_its_twins_burn_in_checkpoint(tmp_path):
 def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_path):
     output = tmp_path / "out"
     launch = FakeLauncher()
-    scheduler = benchmark_accuracy.Scheduler([SUP_1, SOFT_1], str(output), BRANCH_AT_2, parallel=2, launch=launch)
+    runs = [SUP_1.run, SOFT_1.run]
+    scheduler = branch_runs.Scheduler(runs, str(output), BRANCH_AT_2, parallel=2, launch=launch)
     scheduler.start_ready()
     assert len(launch.started(SUP_1)) == 1 and not launch.started(SOFT_1)
     assert any("waiting for supervised_1pct_seed1/model_0000001.pth" in line for line in scheduler.progress())
@@ -150,7 +165,7 @@ def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_pa
 
 def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_training(capsys):
     opts = BRANCH_AT_2[:-1] + ["3"]  # B = 3: model_0000002.pth, but period 2 saves model_0000001/3 only
-    problems = benchmark_accuracy.branch_problems([SUP_1, SOFT_1], opts)
+    problems = branch_runs.branch_problems([SUP_1.run, SOFT_1.run], opts)
     assert len(problems) == 1 and "model_0000002.pth" in problems[0] and "CHECKPOINT_PERIOD 2" in problems[0]
     assert benchmark_accuracy.main(["--output", "unused", "--percents", "1", "--seeds", "1"] + opts) == 2
     assert "cannot branch" in capsys.readouterr().err
@@ -160,7 +175,7 @@ def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
     per_run = {}
     for method, percent, seed in [("supervised", 5, 1), ("supervised", 5, 2), ("supervised", 100, 1),
                                   ("soft_teacher", 5, 1), ("soft_teacher", 5, 2)]:
-        run = Run(method, percent, seed)
+        run = BenchmarkRun(method, percent, seed)
         if method == "supervised":
             records = [{"iteration": 3, "bbox/AP": 10.0 + seed}, {"iteration": 8, "bbox/AP": 20.0 + seed}]
         else:
@@ -174,12 +189,12 @@ def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
     drawn = benchmark_accuracy.plot_accuracy_curves(str(tmp_path), per_run, str(png))
     assert png.read_bytes().startswith(b"\x89PNG")
     assert sorted(drawn) == [5] and len(drawn[5]) == 7  # ceiling, 2 supervised, 2 x (teacher, student)
-    assert benchmark_accuracy.ap_curve(str(tmp_path / "supervised_5pct_seed1"), "bbox/AP", 8) == ([4, 8], [11.0, 21.0])
+    assert branch_runs.ap_curve(str(tmp_path / "supervised_5pct_seed1"), "bbox/AP", 8) == ([4, 8], [11.0, 21.0])
 
 
 @pytest.mark.slow
 def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin_on_the_cpu(tmp_path, monkeypatch):
-    monkeypatch.setattr(benchmark_accuracy, "POLL_SECONDS", 1)
+    monkeypatch.setattr(branch_runs, "POLL_SECONDS", 1)
     output = tmp_path / "accuracy"
     write_metrics(output / "supervised_100pct_seed1", [{"iteration": 4, "bbox/AP": 50.0}])  # finished earlier
     md = tmp_path / "BENCHMARKS.md"

@@ -1,4 +1,4 @@
-"""tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
+"""soft_teacher.utils.metrics and its command line tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
 import os
 
 import cv2
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from commands import load_tool
 from engine_helpers import write_metrics
+from soft_teacher.utils.metrics import load_metrics, metrics_records, plot_metrics
 
 plot_metrics_tool = load_tool("plot_metrics")
 
@@ -24,7 +25,7 @@ BASELINE_LINES = [
 
 def test_load_metrics_merges_lines_of_one_iteration(tmp_path):
     run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
-    metrics = plot_metrics_tool.load_metrics(run)
+    metrics = load_metrics(run)
     assert metrics["total_loss"] == ([19, 39], [3.0, 2.0])
     assert metrics["teacher/bbox/AP"] == ([39], [5.0])
 
@@ -34,25 +35,30 @@ def test_load_metrics_keeps_the_later_value_of_a_repeated_iteration(tmp_path):
         {"iteration": 19, "total_loss": 3.0}, {"iteration": 39, "total_loss": 2.0},
         {"iteration": 19, "total_loss": 2.9},  # resumed from iteration 0
     ])
-    assert plot_metrics_tool.load_metrics(os.path.join(run, "metrics.json"))["total_loss"] == ([19, 39], [2.9, 2.0])
+    assert load_metrics(os.path.join(run, "metrics.json"))["total_loss"] == ([19, 39], [2.9, 2.0])
+
+
+def test_metrics_records_are_the_lines_in_file_order(tmp_path):
+    run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
+    assert metrics_records(run) == SOFT_TEACHER_LINES
 
 
 def test_load_metrics_names_the_line_that_is_not_json(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text('{"iteration": 1, "total_loss": 1.0}\nnot json\n')
     with pytest.raises(ValueError, match="line 2"):
-        plot_metrics_tool.load_metrics(str(path))
+        load_metrics(str(path))
 
 
 def test_missing_metrics_file_names_the_expected_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=os.path.join(str(tmp_path), "metrics.json")):
-        plot_metrics_tool.load_metrics(str(tmp_path))
+        load_metrics(str(tmp_path))
 
 
 def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
     run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
     output = str(tmp_path / "curves.png")
-    drawn = plot_metrics_tool.plot_metrics([run], output)
+    drawn = plot_metrics([run], output)
     assert drawn == {
         "Total loss": ["total_loss"],
         "Supervised losses": ["sup_loss_cls"],
@@ -71,7 +77,7 @@ def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
 def test_several_runs_are_overlaid_with_their_labels(tmp_path):
     soft = write_metrics(tmp_path / "soft", SOFT_TEACHER_LINES)
     base = write_metrics(tmp_path / "base", BASELINE_LINES)
-    drawn = plot_metrics_tool.plot_metrics([soft, base], str(tmp_path / "cmp.png"), labels=["ST", "sup"])
+    drawn = plot_metrics([soft, base], str(tmp_path / "cmp.png"), labels=["ST", "sup"])
     assert drawn["Box AP"] == ["ST: student/bbox/AP", "ST: teacher/bbox/AP", "sup: bbox/AP"]
     assert drawn["Supervised losses"] == ["ST: sup_loss_cls", "sup: loss_cls"]
     assert drawn["Total loss"] == ["ST: total_loss", "sup: total_loss"]
@@ -79,7 +85,7 @@ def test_several_runs_are_overlaid_with_their_labels(tmp_path):
 
 def test_a_panel_without_data_is_reported_empty(tmp_path):
     base = write_metrics(tmp_path / "base", BASELINE_LINES)
-    drawn = plot_metrics_tool.plot_metrics([base], str(tmp_path / "base.png"))
+    drawn = plot_metrics([base], str(tmp_path / "base.png"))
     assert drawn["Unsupervised losses (weighted)"] == []
     assert drawn["Pseudo-label precision / recall"] == []
     assert os.path.getsize(tmp_path / "base.png") > 0
@@ -88,7 +94,7 @@ def test_a_panel_without_data_is_reported_empty(tmp_path):
 def test_one_label_per_run_is_required(tmp_path):
     run = write_metrics(tmp_path / "run", BASELINE_LINES)
     with pytest.raises(ValueError, match="one label per run"):
-        plot_metrics_tool.plot_metrics([run, run], str(tmp_path / "x.png"), labels=["only one"])
+        plot_metrics([run, run], str(tmp_path / "x.png"), labels=["only one"])
 
 
 def test_command_line_writes_metrics_png_next_to_the_run(tmp_path, capsys):

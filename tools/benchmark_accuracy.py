@@ -12,6 +12,7 @@ checkpoint ``model_{B-1:07d}.pth`` is copied into the Soft Teacher folder and th
 continues at iteration B with the twin's weights (student and teacher), optimizer and LR schedule; the two arms
 share their first B iterations. A branch waits until that checkpoint is written. Finished runs (final evaluation
 in ``metrics.json``) are read, not trained again; interrupted ones resume from their last checkpoint.
+The training, branching and reading of the runs is ``soft_teacher.engine.branch_runs``.
 
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (final box AP as mean +- half-range over seeds, the gap
 closed, per-seed differences, pseudo-label statistics) and ``OUTPUT/accuracy_curves.png``; with
@@ -23,46 +24,46 @@ Usage::
     python tools/benchmark_accuracy.py --percents 1,5,10 --seeds 1,2 --parallel 8 MODEL.DEVICE cuda
 """
 import argparse
-import math
 import os
-import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling tools below
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmark_report, a sibling tool
 
 import benchmark_report  # noqa: E402
-import plot_metrics  # noqa: E402
-import torch  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import soft_teacher  # noqa: E402,F401  (registers the shapes set)
-from soft_teacher.engine import ConfigError, load_config  # noqa: E402
+from soft_teacher.engine import ConfigError  # noqa: E402
+from soft_teacher.engine.branch_runs import (  # noqa: E402
+    PSEUDO_WINDOW,
+    Run,
+    Scheduler,
+    ap_curve,
+    branch_problems,
+    checkpoint_name,
+    final_box_ap,
+    pseudo_label_stats,
+)
+from soft_teacher.utils.metrics import LINE_STYLES  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "shapes")
 DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
 CEILING = (100, 1)
 SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
-PSEUDO_WINDOW = 100  # pseudo-label statistics: mean over the last this many iterations
-# Schedule keys the two arms must share: the branch continues the supervised run's optimizer and LR schedule.
-SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS")
 FIGURE = "accuracy_curves.png"
 ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "0.5"}
-POLL_SECONDS = 5
-STATUS_SECONDS = 60
 
 
 @dataclass(frozen=True)
-class Run:
+class BenchmarkRun:
     method: str  # "supervised" or "soft_teacher"
     percent: int
     seed: int
@@ -76,295 +77,23 @@ class Run:
         return os.path.join(CONFIG_DIR, f"{self.method}_R18_FPN_{self.percent}pct.yaml")
 
     @property
-    def twin(self) -> Optional["Run"]:
+    def twin(self) -> Optional["BenchmarkRun"]:
         """The supervised run a Soft Teacher run branches from."""
-        return Run("supervised", self.percent, self.seed) if self.method == "soft_teacher" else None
+        return BenchmarkRun("supervised", self.percent, self.seed) if self.method == "soft_teacher" else None
+
+    @property
+    def run(self) -> Run:
+        """The run to train: its config with ``SEED``, branching from its twin's."""
+        return Run(self.name, self.config_file, ("SEED", str(self.seed)), self.twin.run if self.twin else None)
 
     def config(self, opts: Sequence[str]):
-        return load_config(self.config_file, list(opts) + ["SEED", str(self.seed)])
+        return self.run.config(opts)
 
 
-def plan_runs(table: Sequence[Tuple[int, int]]) -> List[Run]:
+def plan_runs(table: Sequence[Tuple[int, int]]) -> List[BenchmarkRun]:
     """The supervised runs (the ceiling last), then their Soft Teacher branches."""
-    supervised = [Run("supervised", p, s) for p, s in table] + [Run("supervised", *CEILING)]
-    return supervised + [Run("soft_teacher", p, s) for p, s in table]
-
-
-# ----------------------------------------------------------------------------- metrics.json
-
-
-def _series(output_dir: str) -> plot_metrics.Series:
-    path = os.path.join(output_dir, plot_metrics.METRICS_FILE)
-    return plot_metrics.load_metrics(path) if os.path.isfile(path) else {}
-
-
-def final_box_ap(output_dir: str, max_iter: int) -> Optional[Dict[str, float]]:
-    """``{"model"|"teacher"|"student": AP}`` of the evaluation after the last iteration, or None if not there yet.
-
-    The trainer logs that evaluation at iteration ``max_iter`` (periodic ones at ``k * period - 1``).
-    """
-    series = _series(output_dir)
-    figures = {}
-    for key, name in (("bbox/AP", "model"), ("teacher/bbox/AP", "teacher"), ("student/bbox/AP", "student")):
-        iterations, values = series.get(key, ([], []))
-        if iterations and iterations[-1] >= max_iter - 1:
-            figures[name] = values[-1]
-    return figures or None
-
-
-def last_iteration(output_dir: str) -> int:
-    """Iterations trained so far, from the training records (``total_loss``) of ``metrics.json``."""
-    iterations = _series(output_dir).get("total_loss", ([], []))[0]
-    return iterations[-1] + 1 if iterations else 0
-
-
-def pseudo_label_stats(output_dir: str, window: int = PSEUDO_WINDOW) -> Dict[str, float]:
-    """Each ``pseudo/*`` key's mean over the records of the last ``window`` iterations that have it."""
-    series = {key: points for key, points in _series(output_dir).items() if key.startswith("pseudo/")}
-    if not series:
-        return {}
-    last = max(iterations[-1] for iterations, _ in series.values())
-    stats = {}
-    for key, (iterations, values) in sorted(series.items()):
-        recent = [value for iteration, value in zip(iterations, values) if iteration > last - window]
-        if recent:
-            stats[key] = sum(recent) / len(recent)
-    return stats
-
-
-def ap_curve(output_dir: str, key: str, max_iter: int) -> Tuple[List[int], List[float]]:
-    """``(iterations trained, AP)`` of each evaluation of ``key``: a periodic one logged at ``i`` follows
-    ``i + 1`` iterations, the final one (logged at ``max_iter``) ``max_iter``."""
-    iterations, values = _series(output_dir).get(key, ([], []))
-    return [min(i + 1, max_iter) for i in iterations], list(values)
-
-
-# ----------------------------------------------------------------------------- branching
-
-
-def checkpoint_name(iteration: int) -> str:
-    """Detectron2's name of the periodic checkpoint saved after ``iteration``."""
-    return f"model_{iteration:07d}.pth"
-
-
-def _checkpoint_iteration(name: str) -> float:
-    """The iteration a checkpoint file name was saved after (``model_final``: infinity; unknown: -1)."""
-    if name.startswith("model_final"):
-        return math.inf
-    match = re.fullmatch(r"model_(\d+)\.pth", name)
-    return int(match.group(1)) if match else -1
-
-
-def _last_checkpoint(output_dir: str) -> Optional[str]:
-    path = os.path.join(output_dir, "last_checkpoint")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return f.read().strip() or None
-
-
-def branch_problems(runs: Sequence[Run], opts: Sequence[str]) -> List[str]:
-    """Why a Soft Teacher run could not branch from its twin, one line each (none: all can)."""
-    problems = []
-    for run in runs:
-        if run.twin is None:
-            continue
-        soft, sup = run.config(opts), run.twin.config(opts)
-        burn_in, period = soft.SOFT_TEACHER.BURN_IN_ITERS, sup.SOLVER.CHECKPOINT_PERIOD
-        if not 0 < burn_in < soft.SOLVER.MAX_ITER:
-            problems.append(f"{run.name}: SOFT_TEACHER.BURN_IN_ITERS is {burn_in}; the branch point must lie in "
-                            f"(0, SOLVER.MAX_ITER = {soft.SOLVER.MAX_ITER}).")
-        elif burn_in % period:
-            problems.append(
-                f"{run.name} branches at iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS) from "
-                f"{run.twin.name}/{checkpoint_name(burn_in - 1)}, but the supervised SOLVER.CHECKPOINT_PERIOD "
-                f"{period} saves only model_{{k*{period}-1:07d}}.pth: make BURN_IN_ITERS a multiple of the period.")
-        differing = [key for key in SHARED_SOLVER_KEYS if soft.SOLVER[key] != sup.SOLVER[key]]
-        if differing:
-            problems.append(f"{run.name} and {run.twin.name} differ in SOLVER.{', SOLVER.'.join(differing)}: "
-                            "the branch continues the supervised optimizer and LR schedule, so they must agree.")
-    return problems
-
-
-def branch_checkpoint_ready(twin_dir: str, burn_in: int, twin_training: bool) -> bool:
-    """Whether the twin's ``model_{B-1}`` is there and complete.
-
-    While the twin trains, a checkpoint is complete once ``last_checkpoint`` names it or a later one
-    (Detectron2 writes that file after the checkpoint).
-    """
-    if not os.path.isfile(os.path.join(twin_dir, checkpoint_name(burn_in - 1))):
-        return False
-    if not twin_training:
-        return True
-    last = _last_checkpoint(twin_dir)
-    return last is not None and _checkpoint_iteration(last) >= burn_in - 1
-
-
-def start_branch(twin_dir: str, branch_dir: str, burn_in: int) -> str:
-    """Copy the twin's ``model_{B-1}`` into ``branch_dir`` and name it in ``last_checkpoint``; its path."""
-    name = checkpoint_name(burn_in - 1)
-    os.makedirs(branch_dir, exist_ok=True)
-    target = os.path.join(branch_dir, name)
-    shutil.copyfile(os.path.join(twin_dir, name), target + ".tmp")
-    os.replace(target + ".tmp", target)
-    with open(os.path.join(branch_dir, "last_checkpoint"), "w") as f:
-        f.write(name)
-    return target
-
-
-# ----------------------------------------------------------------------------- training
-
-
-class RunProcess:
-    """One ``train_net.py`` process, its output into ``output_dir/stdout.log``, on GPU ``gpu`` if given."""
-
-    def __init__(self, command: Sequence[str], output_dir: str, gpu: Optional[int]):
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        os.makedirs(output_dir, exist_ok=True)
-        self._stdout = open(os.path.join(output_dir, "stdout.log"), "a")
-        self.process = subprocess.Popen(list(command), stdout=self._stdout, stderr=subprocess.STDOUT, env=env,
-                                        cwd=REPO, start_new_session=True)
-
-    def poll(self) -> Optional[int]:
-        code = self.process.poll()
-        if code is not None:
-            self._stdout.close()
-        return code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait()
-        self._stdout.close()
-
-
-@dataclass
-class Running:
-    process: object
-    started: float
-    start_iter: int
-
-
-class Scheduler:
-    """Trains the unfinished runs, ``parallel`` at a time: supervised runs in order, each Soft Teacher
-    branch as soon as its burn-in checkpoint is there (before further supervised runs)."""
-
-    def __init__(self, runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
-                 launch: Callable[[Sequence[str], str, Optional[int]], object] = RunProcess):
-        self.output, self.opts, self.parallel, self.launch = output, list(opts), parallel, launch
-        self.gpus = torch.cuda.device_count()
-        self.launched = 0
-        self.configs = {run.name: run.config(opts) for run in runs}
-        self.status: Dict[str, dict] = {}
-        self.running: Dict[Run, Running] = {}
-        self.todo: List[Run] = []
-        for run in sorted(runs, key=lambda r: r.method == "soft_teacher"):
-            if final_box_ap(self.folder(run), self.max_iter(run)) is not None:
-                self.status[run.name] = {"state": "finished earlier"}
-            else:
-                self.todo.append(run)
-
-    def folder(self, run: Run) -> str:
-        return os.path.join(self.output, run.name)
-
-    def max_iter(self, run: Run) -> int:
-        return self.configs[run.name].SOLVER.MAX_ITER
-
-    def burn_in(self, run: Run) -> int:
-        return self.configs[run.name].SOFT_TEACHER.BURN_IN_ITERS
-
-    def command(self, run: Run, resume: bool) -> List[str]:
-        return ([sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", run.config_file]
-                + (["--resume"] if resume else [])
-                + ["OUTPUT_DIR", self.folder(run), "SEED", str(run.seed)] + self.opts)
-
-    def _start(self, run: Run, how: str) -> None:
-        out = self.folder(run)
-        last = _last_checkpoint(out)
-        command = self.command(run, resume=last is not None)
-        gpu = self.launched % self.gpus if self.gpus > 1 else None
-        start_iter = 0 if last is None else int(min(_checkpoint_iteration(last) + 1, self.max_iter(run)))
-        self.running[run] = Running(self.launch(command, out, gpu), time.time(), start_iter)
-        self.launched += 1
-        self.todo.remove(run)
-        print(f"start  {run.name:26s} {how}: {shlex.join(command)}", flush=True)
-
-    def waiting_for(self, run: Run) -> Optional[str]:
-        """What a Soft Teacher run waits for (None: it can start now); starts nothing."""
-        if run.twin is None or _last_checkpoint(self.folder(run)) is not None:
-            return None
-        twin_dir = self.folder(run.twin)
-        twin_training = run.twin in self.running or run.twin in self.todo
-        if branch_checkpoint_ready(twin_dir, self.burn_in(run), twin_training):
-            return None
-        return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
-
-    def start_ready(self) -> None:
-        """Start what can start: branches first, then supervised runs; drop branches that never can."""
-        for run in [r for r in self.todo if r.twin is not None]:
-            if run.twin in self.running or run.twin in self.todo:
-                continue
-            missing = self.waiting_for(run)
-            if missing is not None:
-                self.todo.remove(run)
-                twin_state = self.status.get(run.twin.name, {}).get("state", "not part of this benchmark")
-                self.status[run.name] = {"state": f"not started: {missing} is missing ({run.twin.name}: {twin_state})"}
-        order = [r for r in self.todo if r.twin is not None] + [r for r in self.todo if r.twin is None]
-        for run in order:
-            if len(self.running) >= self.parallel:
-                return
-            if run.twin is None:
-                self._start(run, "resumed" if _last_checkpoint(self.folder(run)) else "from scratch")
-            elif self.waiting_for(run) is None:
-                if _last_checkpoint(self.folder(run)) is not None:
-                    self._start(run, "resumed")
-                else:
-                    copied = start_branch(self.folder(run.twin), self.folder(run), self.burn_in(run))
-                    self._start(run, f"branched from {run.twin.name}/{os.path.basename(copied)}")
-
-    def poll(self) -> None:
-        for run, entry in list(self.running.items()):
-            code = entry.process.poll()
-            if code is None:
-                continue
-            del self.running[run]
-            minutes = (time.time() - entry.started) / 60
-            state = "trained" if code == 0 else f"failed (exit code {code}; see {self.folder(run)}/stdout.log)"
-            self.status[run.name] = {"state": state, "minutes": round(minutes, 1)}
-            print(f"finish {run.name:26s} {state} after {minutes:.1f} min", flush=True)
-
-    def progress(self) -> List[str]:
-        """One line per running run (iterations done/total, elapsed, ETA) and per waiting branch."""
-        lines = []
-        for run, entry in self.running.items():
-            done, total = max(last_iteration(self.folder(run)), entry.start_iter), self.max_iter(run)
-            elapsed = time.time() - entry.started
-            eta = "ETA unknown"
-            if done > entry.start_iter:
-                eta = f"ETA {(total - done) * elapsed / (done - entry.start_iter) / 60:.1f} min"
-            lines.append(f"  {run.name:26s} {done}/{total} iterations, {elapsed / 60:.1f} min, {eta}")
-        for run in self.todo:
-            missing = self.waiting_for(run)
-            lines.append(f"  {run.name:26s} " + (f"waiting for {missing}" if missing else "waiting for a slot"))
-        return lines
-
-    def run(self) -> Dict[str, dict]:
-        last_status = time.time()
-        try:
-            while self.todo or self.running:
-                self.start_ready()
-                time.sleep(POLL_SECONDS)
-                self.poll()
-                if time.time() - last_status >= STATUS_SECONDS and (self.todo or self.running):
-                    last_status = time.time()
-                    print(f"progress at {time.strftime('%H:%M')}:\n" + "\n".join(self.progress()), flush=True)
-        finally:
-            for entry in self.running.values():
-                entry.process.stop()
-        return self.status
+    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + [BenchmarkRun("supervised", *CEILING)]
+    return supervised + [BenchmarkRun("soft_teacher", p, s) for p, s in table]
 
 
 # ----------------------------------------------------------------------------- results
@@ -422,7 +151,7 @@ def summarize(per_run: Dict[str, dict]) -> Dict[str, dict]:
     return summary
 
 
-def collect_results(runs: Sequence[Run], output: str, opts: Sequence[str], status: Dict[str, dict]) -> Dict:
+def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[str], status: Dict[str, dict]) -> Dict:
     per_run = {}
     for run in runs:
         cfg = run.config(opts)
@@ -471,7 +200,7 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dic
         for name, run in sorted(per_run.items(), key=lambda item: (item[1]["method"] != "supervised", item[1]["seed"])):
             if run["percent"] != percent:
                 continue
-            style = plot_metrics.LINE_STYLES[seeds.index(run["seed"]) % len(plot_metrics.LINE_STYLES)]
+            style = LINE_STYLES[seeds.index(run["seed"]) % len(LINE_STYLES)]
             out = os.path.join(output, name)
             if run["method"] == "supervised":
                 draw(*ap_curve(out, "bbox/AP", run["max_iter"]), f"supervised seed {run['seed']}",
@@ -602,7 +331,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = shlex.join(["python", "tools/benchmark_accuracy.py"] + list(sys.argv[1:] if argv is None else argv))
     runs = plan_runs(args.table)
     try:
-        problems = branch_problems(runs, args.opts)
+        problems = branch_problems([run.run for run in runs], args.opts)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -615,7 +344,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("Preparing the shapes set (generated on first use)...", flush=True)
     for name in ("shapes_train", "shapes_val"):
         DatasetCatalog.get(name)
-    status = Scheduler(runs, args.output, args.opts, args.parallel).run()
+    status = Scheduler([run.run for run in runs], args.output, args.opts, args.parallel).run()
     results = collect_results(runs, args.output, args.opts, status)
     results["command"] = command
     plot_accuracy_curves(args.output, results["runs"], os.path.join(args.output, FIGURE))

@@ -1,83 +1,149 @@
 #!/usr/bin/env python
-"""The built-in demonstration (``make demo``): Soft Teacher on the synthetic shapes set, on a CPU.
+"""The built-in demonstration (``make demo``): Soft Teacher against its supervised twin on the synthetic shapes set.
 
-Steps, each announced with its number; training logs its ETA every 20 iterations:
+Two arms, each one ``train_net.py`` process with one torch thread, trained side by side on the CPU:
+
+- the supervised twin (``configs/shapes/supervised_demo.yaml``: 10% of shapes_train labeled), from
+  scratch, into ``OUTPUT/supervised``;
+- Soft Teacher (``configs/shapes/soft_teacher_demo.yaml``: the same labeled images, the rest of
+  shapes_train unlabeled), into ``OUTPUT/soft_teacher``. It branches from the twin at iteration
+  B = ``SOFT_TEACHER.BURN_IN_ITERS``: it starts from a copy of the twin's checkpoint ``model_{B-1}``
+  (weights, optimizer, LR schedule), so the two arms share their first B iterations and differ only in
+  what Soft Teacher adds after them (``soft_teacher.engine.branch_runs``).
+
+Steps, each announced with its number:
 
 1. generate the shapes set under ``$DETECTRON2_DATASETS/shapes`` (default ``./datasets``),
    with a progress bar; a set generated before with the same settings is re-used;
-2. train the config (default ``configs/shapes/soft_teacher_demo.yaml``: 10% of shapes_train
-   labeled, the rest unlabeled) with the project's trainer, then evaluate the teacher and
-   the student on ``shapes_val`` (COCO box AP);
-3. draw the teacher's pseudo labels on unlabeled images (teacher view and student view
-   side by side; see ``tools/visualize_pseudo_labels.py``) into ``pseudo_labels.png``;
-4. plot the training curves from ``metrics.json`` into ``training_curves.png``.
+2. train both arms, printing each one's progress and ETA every minute; each evaluates on
+   ``shapes_val`` at the end (COCO box AP; Soft Teacher: its teacher and its student);
+3. draw the Soft Teacher teacher's pseudo labels on unlabeled images (teacher view and student
+   view side by side; see ``tools/visualize_pseudo_labels.py``) into ``pseudo_labels.png``;
+4. plot both arms' training curves from their ``metrics.json`` into ``training_curves.png``: the
+   losses, the pseudo-label statistics, and the box AP of the supervised twin, the teacher and the
+   student against the iteration on the same axes.
 
-It ends by printing where these are and the AP figures, also written to ``results.json``
-with the time each step took. The output folder is the training ``OUTPUT_DIR`` as well
-(log, metrics, config, ``model_final.pth``).
+It ends by printing the box AP of the teacher, the student and the supervised twin, the differences
+teacher - supervised and student - supervised, and the pseudo labels' precision, recall and boxes per
+image at the classification threshold (``SOFT_TEACHER.CLS_PSEUDO_THRESH``), each the mean over the last
+100 iterations; ``results.json`` holds them with the time each step took. Each arm's folder is its
+``OUTPUT_DIR`` (``stdout.log``, ``log.txt``, ``metrics.json``, ``model_final.pth``). An interrupted demo
+resumes where it stopped: a finished arm is read, not trained again (delete the output folder to start over).
 
 Usage::
 
     python tools/run_demo.py --output output/demo
-    python tools/run_demo.py --output output/demo_supervised --config-file configs/shapes/supervised_demo.yaml
-    python tools/run_demo.py --output output/demo_quick SOLVER.MAX_ITER 100 SOFT_TEACHER.BURN_IN_ITERS 50
+    python tools/run_demo.py --output output/demo_quick SOLVER.MAX_ITER 300 SOLVER.STEPS "(250,)" \\
+        SOFT_TEACHER.BURN_IN_ITERS 200 SOLVER.CHECKPOINT_PERIOD 200
+
+Config overrides after the flags go to both arms.
 """
 import argparse
+import functools
 import json
 import math
 import os
+import signal
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import cv2
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.engine import default_setup
-from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling tools below
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # visualize_pseudo_labels, a sibling tool
 
-import plot_metrics  # noqa: E402
 import visualize_pseudo_labels  # noqa: E402
 
 import soft_teacher  # noqa: E402,F401  (registers the shapes set and the model)
-from soft_teacher.engine import ConfigError, SoftTeacherTrainer, load_config, unwrap_model  # noqa: E402
+from soft_teacher.data import register_custom_datasets  # noqa: E402
+from soft_teacher.engine import ConfigError, is_semi_supervised, load_config  # noqa: E402
+from soft_teacher.engine.branch_runs import (  # noqa: E402
+    PSEUDO_WINDOW,
+    Run,
+    RunProcess,
+    Scheduler,
+    branch_problems,
+    final_evaluation,
+    pseudo_label_stats,
+)
+from soft_teacher.utils.metrics import plot_metrics  # noqa: E402
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "configs", "shapes", "soft_teacher_demo.yaml")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "shapes")
+DEFAULT_CONFIG = os.path.join(CONFIG_DIR, "soft_teacher_demo.yaml")
+DEFAULT_SUPERVISED_CONFIG = os.path.join(CONFIG_DIR, "supervised_demo.yaml")
 STEPS = 4
 PICTURE_COLUMNS = 2
+PRINTED_FIELDS = ("AP", "AP50", "AP75", "APs", "APm")
+ARM_LABELS = {"supervised": "supervised twin", "soft_teacher": "Soft Teacher"}
+# results.json's pseudo_labels: name -> the metrics.json key averaged over the last PSEUDO_WINDOW iterations.
+PSEUDO_KEYS = {"precision": "pseudo/precision", "recall": "pseudo/recall",
+               "boxes_per_image": "pseudo/boxes_per_image_cls"}
+
+
+class DemoError(RuntimeError):
+    """An arm did not finish; the message names the log to read."""
 
 
 def announce(step: int, text: str) -> None:
     print(f"\n[{step}/{STEPS}] {text}", flush=True)
 
 
-def prepare_datasets(cfg) -> Dict[str, int]:
-    """Load (and so generate, on first use) every dataset the config names; ``{name: images}``."""
-    names = tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TRAIN_UNLABELED) + tuple(cfg.DATASETS.TEST)
+def plan_arms(config_file: str = DEFAULT_CONFIG, supervised_config_file: str = DEFAULT_SUPERVISED_CONFIG) -> List[Run]:
+    """The supervised twin, then the Soft Teacher run that branches from it."""
+    supervised = Run("supervised", supervised_config_file)
+    return [supervised, Run("soft_teacher", config_file, twin=supervised)]
+
+
+def prepare_datasets(cfgs: Iterable) -> Dict[str, int]:
+    """Load (and so generate, on first use) every dataset the configs train or test on; ``{name: images}``."""
+    names = []
+    for cfg in cfgs:
+        register_custom_datasets(cfg)
+        unlabeled = tuple(cfg.DATASETS.TRAIN_UNLABELED) if is_semi_supervised(cfg) else ()
+        names += list(cfg.DATASETS.TRAIN) + list(unlabeled) + list(cfg.DATASETS.TEST)
     return {name: len(DatasetCatalog.get(name)) for name in dict.fromkeys(names)}
 
 
-def box_ap_by_model(results: Optional[Dict]) -> Dict[str, Dict[str, float]]:
-    """``{model: {"AP": ..., "AP50": ..., ...}}`` from the trainer's last evaluation.
+def coco_fields(fields: Dict[str, float]) -> Dict[str, Optional[float]]:
+    """COCO's box figures rounded to 2 decimals; NaN (no object of that size) becomes None."""
+    return {key: None if math.isnan(value) else round(float(value), 2) for key, value in fields.items()}
 
-    A teacher-student run nests COCOEvaluator's results under "teacher" / "student"; a plain
-    detector's results are reported under "model". NaN figures (no object of that size) become None.
-    """
-    if not results:
-        return {}
-    nested = {name: value for name, value in results.items() if isinstance(value, dict) and "bbox" in value}
-    per_model = nested if nested else {"model": results}
-    return {
-        name: {key: (None if math.isnan(value) else round(float(value), 2)) for key, value in res["bbox"].items()}
-        for name, res in per_model.items()
-        if "bbox" in res
-    }
+
+def box_ap_of_arms(supervised: Dict[str, dict], soft: Dict[str, dict]) -> Dict[str, Dict[str, Optional[float]]]:
+    """``{"teacher"|"student"|"supervised": {"AP": ..., ...}}`` from the arms' final evaluations
+    (:func:`soft_teacher.engine.branch_runs.final_evaluation`)."""
+    box_ap = {model: coco_fields(fields) for model, fields in soft.items() if model in ("teacher", "student")}
+    box_ap["supervised"] = coco_fields(supervised["model"])
+    return box_ap
+
+
+def ap_differences(box_ap: Dict[str, Dict[str, Optional[float]]]) -> Dict[str, Optional[float]]:
+    """``{"teacher - supervised": AP difference, "student - supervised": ...}``; None where an AP is missing."""
+    reference = (box_ap.get("supervised") or {}).get("AP")
+    differences = {}
+    for model in ("teacher", "student"):
+        ap = (box_ap.get(model) or {}).get("AP")
+        differences[f"{model} - supervised"] = None if ap is None or reference is None else round(ap - reference, 2)
+    return differences
+
+
+def pseudo_label_summary(stats: Dict[str, float]) -> Dict[str, Optional[float]]:
+    """``{"precision", "recall", "boxes_per_image"}`` from :func:`pseudo_label_stats` (None: never logged)."""
+    return {name: None if key not in stats else round(stats[key], 4) for name, key in PSEUDO_KEYS.items()}
+
+
+def arm_error(run: Run, folder: str, status: Dict[str, dict], output_dir: str) -> str:
+    """Why an arm has no final evaluation, and which log says more."""
+    state = status.get(run.name, {}).get("state", "not trained")
+    log_run = run.twin if run.twin is not None and state.startswith("not started") else run
+    log = os.path.join(output_dir, log_run.name, "stdout.log")
+    return (f"the {ARM_LABELS.get(run.name, run.name)} arm ({folder}) has no final evaluation: {state}. "
+            f"Read {log} (the trainer's log.txt is beside it).")
 
 
 def grid_picture(paths: Sequence[str], output_png: str, columns: int = PICTURE_COLUMNS, scale: int = 2) -> None:
@@ -96,13 +162,8 @@ def grid_picture(paths: Sequence[str], output_png: str, columns: int = PICTURE_C
         raise OSError(f"Could not write {output_png}; check that its folder is writable.")
 
 
-def draw_teacher_pseudo_labels(model, cfg, output_dir: str, num_pictures: int, seed: int) -> Optional[str]:
-    """Draw the teacher's pseudo labels on the first unlabeled images into ``output_dir/pseudo_labels.png``.
-
-    Returns the path, or None when the config has no unlabeled set (a supervised run).
-    """
-    if not cfg.DATASETS.TRAIN_UNLABELED:
-        return None
+def draw_teacher_pseudo_labels(model, cfg, output_dir: str, num_pictures: int, seed: int) -> str:
+    """Draw the teacher's pseudo labels on the first unlabeled images into ``output_dir/pseudo_labels.png``."""
     dataset_dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN_UNLABELED[0])[:num_pictures]
     seed_all_rng(seed)
     model.eval()
@@ -115,77 +176,120 @@ def draw_teacher_pseudo_labels(model, cfg, output_dir: str, num_pictures: int, s
     return path
 
 
+def _figure(value: Optional[float], digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def format_ap(figures: Dict[str, Optional[float]]) -> str:
-    return "  ".join(f"{key} {'n/a' if figures.get(key) is None else f'{figures[key]:.1f}'}"
-                     for key in ("AP", "AP50", "AP75", "APs", "APm"))
+    return "  ".join(f"{key} {_figure(figures.get(key))}" for key in PRINTED_FIELDS)
 
 
 def summary_lines(results: Dict) -> List[str]:
     threads = results["torch_threads"]
-    lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min "
-             f"({threads} CPU thread{'s' if threads > 1 else ''}, device {results['device']})."]
+    lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min (two train_net.py processes side by "
+             f"side, {threads} CPU thread{'s' if threads > 1 else ''} each, device {results['device']}).",
+             f"Box AP on {', '.join(results['test_sets'])} after {results['max_iter']} iterations (Soft Teacher "
+             f"branched from the supervised twin at iteration {results['burn_in_iters']}):"]
     for name, figures in results["box_ap"].items():
-        lines.append(f"  {name:8s} box {format_ap(figures)}  (on {', '.join(results['test_sets'])})")
-    for label, key in (("pseudo labels", "pseudo_labels_png"), ("training curves", "training_curves_png"),
-                       ("all figures", "results_json"), ("log, metrics, model", "output_dir")):
-        if results.get(key):
-            lines.append(f"  {label + ':':20s} {results[key]}")
-    if not results.get("pseudo_labels_png"):
-        lines.append("  (no pseudo-label picture: the config has no unlabeled set)")
+        lines.append(f"  {name:10s} box {format_ap(figures)}")
+    lines.append("  " + "    ".join(f"{name}: {'n/a' if value is None else f'{value:+.1f}'} AP"
+                                    for name, value in results["ap_difference"].items()))
+    pseudo = results["pseudo_labels"]
+    lines.append(f"Pseudo labels (score >= {results['cls_pseudo_thresh']}, mean over the last {PSEUDO_WINDOW} "
+                 f"iterations): precision {_figure(pseudo['precision'], 2)}, recall {_figure(pseudo['recall'], 2)}, "
+                 f"{_figure(pseudo['boxes_per_image'], 2)} boxes per image")
+    for label, path in (("pseudo labels", results["pseudo_labels_png"]),
+                        ("training curves", results["training_curves_png"]),
+                        ("all figures", results["results_json"])):
+        lines.append(f"  {label + ':':20s} {path}")
+    for name, run in results["runs"].items():
+        lines.append(f"  {ARM_LABELS[name] + ':':20s} {run['output_dir']} (stdout.log, log.txt, metrics.json, "
+                     "model_final.pth)")
     return lines
 
 
-def run_demo(config_file: str, output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4,
-             threads: int = 1) -> Dict:
-    """Run the four steps with ``threads`` CPU threads; return what ``results.json`` holds (AP, paths, seconds)."""
+def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, threads: int = 1,
+             config_file: str = DEFAULT_CONFIG, supervised_config_file: str = DEFAULT_SUPERVISED_CONFIG) -> Dict:
+    """Run the four steps, each arm's process with ``threads`` CPU threads; return what ``results.json`` holds.
+
+    Raises:
+        ConfigError: a config does not load with ``opts``, or the Soft Teacher arm cannot branch from its twin.
+        DemoError: an arm did not finish (the message names the log to read).
+    """
     start = time.perf_counter()
     torch.set_num_threads(threads)
     seconds = {}
-    cfg = load_config(config_file, list(opts) + ["OUTPUT_DIR", output_dir])
-    cfg.freeze()
-    default_setup(cfg, argparse.Namespace(config_file=config_file, opts=list(opts), eval_only=False))
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soft_teacher")
+    supervised, soft = runs = plan_arms(config_file, supervised_config_file)
+    cfgs = {run.name: run.config(opts) for run in runs}
+    soft_cfg = cfgs[soft.name]
+    if not is_semi_supervised(soft_cfg):
+        raise ConfigError(f"{config_file} trains {soft_cfg.MODEL.META_ARCHITECTURE}; the demo's --config-file "
+                          "must be a SoftTeacher config.")
+    problems = branch_problems(runs, opts)
+    if problems:
+        raise ConfigError("the Soft Teacher arm cannot branch from its supervised twin:\n  " + "\n  ".join(problems))
+    folders = {run.name: os.path.join(output_dir, run.name) for run in runs}
+    setup_logger(name="soft_teacher")
 
     announce(1, "Preparing the shapes data (generated on first use, then re-used)")
     tic = time.perf_counter()
-    sizes = prepare_datasets(cfg)
+    sizes = prepare_datasets(cfgs.values())
     print("    " + ", ".join(f"{name}: {count} images" for name, count in sizes.items()), flush=True)
     seconds["data"] = time.perf_counter() - tic
 
-    announce(2, f"Training {cfg.MODEL.META_ARCHITECTURE} for {cfg.SOLVER.MAX_ITER} iterations, then evaluating on "
-                f"{', '.join(cfg.DATASETS.TEST)}")
-    burn_in = cfg.SOFT_TEACHER.BURN_IN_ITERS if cfg.DATASETS.TRAIN_UNLABELED else 0
-    if 0 < burn_in < cfg.SOLVER.MAX_ITER:
-        print(f"    The log's ETA assumes the current speed: the semi-supervised iterations after the burn-in "
-              f"({burn_in}) also run the teacher and {cfg.SOLVER.IMS_PER_BATCH_UNLABELED} more images, and are "
-              "several times slower.", flush=True)
+    burn_in, max_iter = soft_cfg.SOFT_TEACHER.BURN_IN_ITERS, soft_cfg.SOLVER.MAX_ITER
+    announce(2, f"Training the supervised twin from scratch and Soft Teacher from its iteration-{burn_in} "
+                f"checkpoint, side by side, to {max_iter} iterations; then each evaluates on "
+                f"{', '.join(soft_cfg.DATASETS.TEST)}")
+    for run in runs:
+        print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
+    print(f"    Progress and ETA every minute. Soft Teacher waits for the twin's checkpoint at iteration {burn_in}; "
+          f"its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images "
+          "and are several times slower.", flush=True)
     tic = time.perf_counter()
-    trainer = SoftTeacherTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    eval_results = trainer.train()
+    scheduler = Scheduler(runs, output_dir, opts, parallel=len(runs),
+                          launch=functools.partial(RunProcess, threads=threads))
+    for name in scheduler.status:
+        print(f"    {ARM_LABELS[name]}: finished earlier, read from {folders[name]} (delete it to train again)",
+              flush=True)
+    status = scheduler.run()
+    evaluations = {run.name: final_evaluation(folders[run.name], cfgs[run.name].SOLVER.MAX_ITER) for run in runs}
+    missing = [arm_error(run, folders[run.name], status, output_dir) for run in runs if evaluations[run.name] is None]
+    if missing:
+        raise DemoError("\n".join(missing))
     seconds["train_and_evaluate"] = time.perf_counter() - tic
 
-    announce(3, "Drawing the teacher's pseudo labels on unlabeled images")
+    announce(3, "Drawing the Soft Teacher teacher's pseudo labels on unlabeled images")
     tic = time.perf_counter()
-    pseudo_png = draw_teacher_pseudo_labels(unwrap_model(trainer.model), cfg, output_dir, num_pictures, cfg.SEED)
+    draw_cfg = load_config(soft.config_file, list(opts) + ["OUTPUT_DIR", folders[soft.name]])
+    draw_cfg.freeze()
+    model = visualize_pseudo_labels.load_model(draw_cfg, os.path.join(folders[soft.name], "model_final.pth"))
+    pseudo_png = draw_teacher_pseudo_labels(model, draw_cfg, output_dir, num_pictures, draw_cfg.SEED)
     seconds["pseudo_labels"] = time.perf_counter() - tic
 
-    announce(4, "Plotting the training curves")
+    announce(4, "Plotting the training curves of both arms")
     tic = time.perf_counter()
     curves_png = os.path.join(output_dir, "training_curves.png")
-    plot_metrics.plot_metrics([output_dir], curves_png, labels=[os.path.basename(os.path.normpath(output_dir))])
+    plot_metrics([folders[supervised.name], folders[soft.name]], curves_png,
+                 labels=[ARM_LABELS[supervised.name], ARM_LABELS[soft.name]])
     seconds["curves"] = time.perf_counter() - tic
     seconds["total"] = time.perf_counter() - start
 
+    box_ap = box_ap_of_arms(evaluations[supervised.name], evaluations[soft.name])
     results = {
-        "config_file": config_file,
+        "config_files": {run.name: run.config_file for run in runs},
         "opts": list(opts),
-        "device": cfg.MODEL.DEVICE,
-        "torch_threads": torch.get_num_threads(),
-        "max_iter": cfg.SOLVER.MAX_ITER,
+        "device": soft_cfg.MODEL.DEVICE,
+        "torch_threads": threads,
+        "max_iter": max_iter,
+        "burn_in_iters": burn_in,
         "datasets": sizes,
-        "test_sets": list(cfg.DATASETS.TEST),
-        "box_ap": box_ap_by_model(eval_results),
+        "test_sets": list(soft_cfg.DATASETS.TEST),
+        "box_ap": box_ap,
+        "ap_difference": ap_differences(box_ap),
+        "pseudo_labels": pseudo_label_summary(pseudo_label_stats(folders[soft.name])),
+        "cls_pseudo_thresh": soft_cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH,
+        "runs": {run.name: {"output_dir": folders[run.name], **status.get(run.name, {})} for run in runs},
         "seconds": {key: round(value, 1) for key, value in seconds.items()},
         "output_dir": output_dir,
         "pseudo_labels_png": pseudo_png,
@@ -201,22 +305,33 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/demo", help="output folder (default: output/demo)")
     parser.add_argument("--config-file", default=DEFAULT_CONFIG, metavar="FILE",
-                        help="config to train (default: configs/shapes/soft_teacher_demo.yaml)")
+                        help="the Soft Teacher arm's config (default: configs/shapes/soft_teacher_demo.yaml)")
+    parser.add_argument("--supervised-config-file", default=DEFAULT_SUPERVISED_CONFIG, metavar="FILE",
+                        help="the supervised twin's config (default: configs/shapes/supervised_demo.yaml)")
     parser.add_argument("--num-pictures", type=int, default=4, help="unlabeled images in pseudo_labels.png")
     parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for the model (default 1: on the demo's small images a second thread "
-                             "slowed a 2-core machine down)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
+                        help="CPU threads of each arm's process (default 1: on the demo's small images a second "
+                             "thread slowed a 2-core machine down)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides for both arms: KEY VALUE ...")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    # A terminated demo stops its training processes (Scheduler.run's cleanup) instead of leaving them orphaned.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        results = run_demo(args.config_file, args.output, args.opts, args.num_pictures, args.threads)
+        results = run_demo(args.output, args.opts, args.num_pictures, args.threads, args.config_file,
+                           args.supervised_config_file)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DemoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("\n" + "\n".join(summary_lines(results)), flush=True)
     return 0
 

@@ -1,0 +1,385 @@
+"""Runs that branch: ``train_net.py`` processes side by side, Soft Teacher runs continuing their supervised twins.
+
+A *branch* is a Soft Teacher run that does not train its burn-in itself: with B its
+``SOFT_TEACHER.BURN_IN_ITERS``, the supervised run of the same model and schedule (its *twin*)
+saves ``model_{B-1:07d}.pth``; that checkpoint is copied into the branch's folder, named in its
+``last_checkpoint``, and the branch starts ``train_net.py --resume``. It so continues at iteration B
+with the twin's weights (student and teacher), optimizer and LR schedule: the two arms share their
+first B iterations, and differ only in what Soft Teacher adds after them. :func:`branch_problems`
+says whether two configs allow it (a checkpoint saved at B - 1, the :data:`SHARED_SOLVER_KEYS` equal).
+
+:class:`Scheduler` trains a list of :class:`Run` s, each one ``train_net.py`` process logging into
+``OUTPUT/<run name>/`` (``stdout.log`` and the trainer's own ``log.txt`` / ``metrics.json``),
+several at once, starting each branch as soon as its twin's checkpoint is complete, and prints
+every run's progress and ETA each minute. A run whose ``metrics.json`` holds its final evaluation is
+read, not trained again; an interrupted one resumes from its ``last_checkpoint``.
+
+The readers (:func:`final_evaluation`, :func:`final_box_ap`, :func:`last_iteration`,
+:func:`pseudo_label_stats`, :func:`ap_curve`) take a run's output folder and read its ``metrics.json``.
+"""
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
+
+from .command_line import load_config
+
+__all__ = [
+    "PSEUDO_WINDOW", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler", "ap_curve",
+    "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name", "final_box_ap",
+    "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats", "start_branch",
+]
+
+# The checkout's train_net.py, which each run's process executes.
+TRAIN_NET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "train_net.py")
+PSEUDO_WINDOW = 100  # pseudo-label statistics: mean over the last this many iterations
+# Schedule keys a branch and its twin must share: the branch continues the twin's optimizer and LR schedule.
+SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS")
+EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
+POLL_SECONDS = 5
+STATUS_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``train_net.py`` run: its folder name under the output, config, own overrides and twin.
+
+    ``twin``: the supervised run this one branches from (None: it trains from scratch).
+    ``opts``: overrides of this run only (e.g. ``("SEED", "2")``), before the ones every run gets.
+    """
+
+    name: str
+    config_file: str
+    opts: Tuple[str, ...] = ()
+    twin: Optional["Run"] = None
+
+    def config(self, opts: Sequence[str] = ()):
+        """The run's config with its own overrides, then ``opts`` (as its command line merges them)."""
+        return load_config(self.config_file, list(self.opts) + list(opts))
+
+
+# ----------------------------------------------------------------------------- metrics.json
+
+
+def _series(output_dir: str) -> Series:
+    path = os.path.join(output_dir, METRICS_FILE)
+    return load_metrics(path) if os.path.isfile(path) else {}
+
+
+def final_evaluation(output_dir: str, max_iter: int) -> Optional[Dict[str, Dict[str, float]]]:
+    """``{"model"|"teacher"|"student": {"AP": ..., "AP50": ..., ...}}`` of the evaluation after the last
+    iteration (every ``bbox/*`` field COCOEvaluator logged, per-class APs included; NaN where undefined),
+    or None if it is not there yet.
+
+    The trainer logs that evaluation at iteration ``max_iter`` (periodic ones at ``k * period - 1``).
+    """
+    series = _series(output_dir)
+    evaluation = {}
+    for prefix, model in EVALUATED_MODELS:
+        iterations, _ = series.get(prefix + "bbox/AP", ([], []))
+        if not iterations or iterations[-1] < max_iter - 1:
+            continue
+        fields = {}
+        for key, (key_iterations, values) in series.items():
+            if key.startswith(prefix + "bbox/") and key_iterations[-1] == iterations[-1]:
+                fields[key[len(prefix + "bbox/"):]] = values[-1]
+        evaluation[model] = fields
+    return evaluation or None
+
+
+def final_box_ap(output_dir: str, max_iter: int) -> Optional[Dict[str, float]]:
+    """``{"model"|"teacher"|"student": AP}`` of the evaluation after the last iteration, or None if not there yet."""
+    evaluation = final_evaluation(output_dir, max_iter)
+    return None if evaluation is None else {model: fields["AP"] for model, fields in evaluation.items()}
+
+
+def last_iteration(output_dir: str) -> int:
+    """Iterations trained so far, from the training records (``total_loss``) of ``metrics.json``."""
+    iterations = _series(output_dir).get("total_loss", ([], []))[0]
+    return iterations[-1] + 1 if iterations else 0
+
+
+def pseudo_label_stats(output_dir: str, window: int = PSEUDO_WINDOW) -> Dict[str, float]:
+    """Each ``pseudo/*`` key's mean over the records of the last ``window`` iterations that have it."""
+    series = {key: points for key, points in _series(output_dir).items() if key.startswith("pseudo/")}
+    if not series:
+        return {}
+    last = max(iterations[-1] for iterations, _ in series.values())
+    stats = {}
+    for key, (iterations, values) in sorted(series.items()):
+        recent = [value for iteration, value in zip(iterations, values) if iteration > last - window]
+        if recent:
+            stats[key] = sum(recent) / len(recent)
+    return stats
+
+
+def ap_curve(output_dir: str, key: str, max_iter: int) -> Tuple[List[int], List[float]]:
+    """``(iterations trained, AP)`` of each evaluation of ``key``: a periodic one logged at ``i`` follows
+    ``i + 1`` iterations, the final one (logged at ``max_iter``) ``max_iter``."""
+    iterations, values = _series(output_dir).get(key, ([], []))
+    return [min(i + 1, max_iter) for i in iterations], list(values)
+
+
+# ----------------------------------------------------------------------------- branching
+
+
+def checkpoint_name(iteration: int) -> str:
+    """Detectron2's name of the periodic checkpoint saved after ``iteration``."""
+    return f"model_{iteration:07d}.pth"
+
+
+def checkpoint_iteration(name: str) -> float:
+    """The iteration a checkpoint file name was saved after (``model_final``: infinity; unknown: -1)."""
+    if name.startswith("model_final"):
+        return math.inf
+    match = re.fullmatch(r"model_(\d+)\.pth", name)
+    return int(match.group(1)) if match else -1
+
+
+def last_checkpoint(output_dir: str) -> Optional[str]:
+    """The checkpoint ``output_dir/last_checkpoint`` names (what ``--resume`` loads), or None."""
+    path = os.path.join(output_dir, "last_checkpoint")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip() or None
+
+
+def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
+    """Why a run could not branch from its twin, one line each (none: all can).
+
+    Raises:
+        ConfigError: a config does not load with ``opts``.
+    """
+    problems = []
+    for run in runs:
+        if run.twin is None:
+            continue
+        soft, sup = run.config(opts), run.twin.config(opts)
+        burn_in, period = soft.SOFT_TEACHER.BURN_IN_ITERS, sup.SOLVER.CHECKPOINT_PERIOD
+        if not 0 < burn_in < soft.SOLVER.MAX_ITER:
+            problems.append(f"{run.name}: SOFT_TEACHER.BURN_IN_ITERS is {burn_in}; the branch point must lie in "
+                            f"(0, SOLVER.MAX_ITER = {soft.SOLVER.MAX_ITER}).")
+        elif burn_in % period:
+            problems.append(
+                f"{run.name} branches at iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS) from "
+                f"{run.twin.name}/{checkpoint_name(burn_in - 1)}, but the supervised SOLVER.CHECKPOINT_PERIOD "
+                f"{period} saves only model_{{k*{period}-1:07d}}.pth: make BURN_IN_ITERS a multiple of the period.")
+        differing = [key for key in SHARED_SOLVER_KEYS if soft.SOLVER[key] != sup.SOLVER[key]]
+        if differing:
+            problems.append(f"{run.name} and {run.twin.name} differ in SOLVER.{', SOLVER.'.join(differing)}: "
+                            "the branch continues the supervised optimizer and LR schedule, so they must agree.")
+    return problems
+
+
+def branch_checkpoint_ready(twin_dir: str, burn_in: int, twin_training: bool) -> bool:
+    """Whether the twin's ``model_{B-1}`` is there and complete.
+
+    While the twin trains, a checkpoint is complete once ``last_checkpoint`` names it or a later one
+    (Detectron2 writes that file after the checkpoint).
+    """
+    if not os.path.isfile(os.path.join(twin_dir, checkpoint_name(burn_in - 1))):
+        return False
+    if not twin_training:
+        return True
+    last = last_checkpoint(twin_dir)
+    return last is not None and checkpoint_iteration(last) >= burn_in - 1
+
+
+def start_branch(twin_dir: str, branch_dir: str, burn_in: int) -> str:
+    """Copy the twin's ``model_{B-1}`` into ``branch_dir`` and name it in ``last_checkpoint``; its path."""
+    name = checkpoint_name(burn_in - 1)
+    os.makedirs(branch_dir, exist_ok=True)
+    target = os.path.join(branch_dir, name)
+    shutil.copyfile(os.path.join(twin_dir, name), target + ".tmp")
+    os.replace(target + ".tmp", target)
+    with open(os.path.join(branch_dir, "last_checkpoint"), "w") as f:
+        f.write(name)
+    return target
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class RunProcess:
+    """One ``train_net.py`` process, its output into ``output_dir/stdout.log``, on GPU ``gpu`` if given.
+
+    ``threads``: its torch threads (``OMP_NUM_THREADS``); default: this environment's, else 1.
+    """
+
+    def __init__(self, command: Sequence[str], output_dir: str, gpu: Optional[int], threads: Optional[int] = None):
+        env = dict(os.environ)
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        os.makedirs(output_dir, exist_ok=True)
+        self._stdout = open(os.path.join(output_dir, "stdout.log"), "a")
+        self.process = subprocess.Popen(list(command), stdout=self._stdout, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+
+    def poll(self) -> Optional[int]:
+        code = self.process.poll()
+        if code is not None:
+            self._stdout.close()
+        return code
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait()
+        self._stdout.close()
+
+
+@dataclass
+class Running:
+    process: object
+    started: float
+    start_iter: int
+
+
+class Scheduler:
+    """Trains the unfinished runs, ``parallel`` at a time: runs from scratch in order, each branch as soon
+    as its twin's burn-in checkpoint is there (before further runs from scratch).
+
+    Args:
+        runs: what to train; a branch's twin must be among them or finished in ``output``.
+        output: the folder of the runs' folders (``output/<run.name>``).
+        opts: config overrides for every run, after each run's own.
+        parallel: processes at once (spread over the GPUs when there are several).
+        launch: starts one process, ``launch(command, output_dir, gpu)``; default :class:`RunProcess`.
+        train_net: the script each process runs.
+    """
+
+    def __init__(self, runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
+                 launch: Callable[[Sequence[str], str, Optional[int]], object] = RunProcess,
+                 train_net: str = TRAIN_NET):
+        self.output, self.opts, self.parallel, self.launch = output, list(opts), parallel, launch
+        self.train_net = train_net
+        self.gpus = torch.cuda.device_count()
+        self.launched = 0
+        self.configs = {run.name: run.config(opts) for run in runs}
+        self.status: Dict[str, dict] = {}
+        self.running: Dict[Run, Running] = {}
+        self.todo: List[Run] = []
+        for run in sorted(runs, key=lambda r: r.twin is not None):
+            if final_box_ap(self.folder(run), self.max_iter(run)) is not None:
+                self.status[run.name] = {"state": "finished earlier"}
+            else:
+                self.todo.append(run)
+
+    def folder(self, run: Run) -> str:
+        return os.path.join(self.output, run.name)
+
+    def max_iter(self, run: Run) -> int:
+        return self.configs[run.name].SOLVER.MAX_ITER
+
+    def burn_in(self, run: Run) -> int:
+        return self.configs[run.name].SOFT_TEACHER.BURN_IN_ITERS
+
+    def command(self, run: Run, resume: bool) -> List[str]:
+        return ([sys.executable, self.train_net, "--config-file", run.config_file]
+                + (["--resume"] if resume else [])
+                + ["OUTPUT_DIR", self.folder(run)] + list(run.opts) + self.opts)
+
+    def _start(self, run: Run, how: str) -> None:
+        out = self.folder(run)
+        last = last_checkpoint(out)
+        command = self.command(run, resume=last is not None)
+        gpu = self.launched % self.gpus if self.gpus > 1 else None
+        start_iter = 0 if last is None else int(min(checkpoint_iteration(last) + 1, self.max_iter(run)))
+        self.running[run] = Running(self.launch(command, out, gpu), time.time(), start_iter)
+        self.launched += 1
+        self.todo.remove(run)
+        print(f"start  {run.name:26s} {how}: {shlex.join(command)}", flush=True)
+
+    def waiting_for(self, run: Run) -> Optional[str]:
+        """What a branch waits for (None: it can start now); starts nothing."""
+        if run.twin is None or last_checkpoint(self.folder(run)) is not None:
+            return None
+        twin_dir = self.folder(run.twin)
+        twin_training = run.twin in self.running or run.twin in self.todo
+        if branch_checkpoint_ready(twin_dir, self.burn_in(run), twin_training):
+            return None
+        return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+
+    def start_ready(self) -> None:
+        """Start what can start: branches first, then runs from scratch; drop branches that never can."""
+        for run in [r for r in self.todo if r.twin is not None]:
+            if run.twin in self.running or run.twin in self.todo:
+                continue
+            missing = self.waiting_for(run)
+            if missing is not None:
+                self.todo.remove(run)
+                twin_state = self.status.get(run.twin.name, {}).get("state", "not part of this set of runs")
+                self.status[run.name] = {"state": f"not started: {missing} is missing ({run.twin.name}: {twin_state})"}
+        order = [r for r in self.todo if r.twin is not None] + [r for r in self.todo if r.twin is None]
+        for run in order:
+            if len(self.running) >= self.parallel:
+                return
+            if run.twin is None:
+                self._start(run, "resumed" if last_checkpoint(self.folder(run)) else "from scratch")
+            elif self.waiting_for(run) is None:
+                if last_checkpoint(self.folder(run)) is not None:
+                    self._start(run, "resumed")
+                else:
+                    copied = start_branch(self.folder(run.twin), self.folder(run), self.burn_in(run))
+                    self._start(run, f"branched from {run.twin.name}/{os.path.basename(copied)}")
+
+    def poll(self) -> None:
+        for run, entry in list(self.running.items()):
+            code = entry.process.poll()
+            if code is None:
+                continue
+            del self.running[run]
+            minutes = (time.time() - entry.started) / 60
+            state = "trained" if code == 0 else f"failed (exit code {code}; see {self.folder(run)}/stdout.log)"
+            self.status[run.name] = {"state": state, "minutes": round(minutes, 1)}
+            print(f"finish {run.name:26s} {state} after {minutes:.1f} min", flush=True)
+
+    def progress(self) -> List[str]:
+        """One line per running run (iterations done/total, elapsed, ETA) and per waiting one."""
+        lines = []
+        for run, entry in self.running.items():
+            done, total = max(last_iteration(self.folder(run)), entry.start_iter), self.max_iter(run)
+            elapsed = time.time() - entry.started
+            eta = "ETA unknown"
+            if done > entry.start_iter:
+                eta = f"ETA {(total - done) * elapsed / (done - entry.start_iter) / 60:.1f} min"
+            lines.append(f"  {run.name:26s} {done}/{total} iterations, {elapsed / 60:.1f} min, {eta}")
+        for run in self.todo:
+            missing = self.waiting_for(run)
+            lines.append(f"  {run.name:26s} " + (f"waiting for {missing}" if missing else "waiting for a slot"))
+        return lines
+
+    def run(self) -> Dict[str, dict]:
+        """Train until every run finished, failed or can never start; ``{run name: {"state", "minutes"}}``.
+
+        Prints the progress each :data:`STATUS_SECONDS`; stops the processes it started if interrupted.
+        """
+        last_status = time.time()
+        try:
+            while self.todo or self.running:
+                self.start_ready()
+                time.sleep(POLL_SECONDS)
+                self.poll()
+                if time.time() - last_status >= STATUS_SECONDS and (self.todo or self.running):
+                    last_status = time.time()
+                    print(f"progress at {time.strftime('%H:%M')}:\n" + "\n".join(self.progress()), flush=True)
+        finally:
+            for entry in self.running.values():
+                entry.process.stop()
+        return self.status
