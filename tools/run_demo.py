@@ -3,7 +3,7 @@
 
 Two arms, each one ``train_net.py`` process with one torch thread, trained side by side on the CPU:
 
-- the supervised twin (``configs/shapes/supervised_demo.yaml``: 10% of shapes_train labeled), from
+- the supervised twin (``configs/shapes/supervised_demo.yaml``: 5% of shapes_train labeled), from
   scratch, into ``OUTPUT/supervised``;
 - Soft Teacher (``configs/shapes/soft_teacher_demo.yaml``: the same labeled images, the rest of
   shapes_train unlabeled), into ``OUTPUT/soft_teacher``. It branches from the twin at iteration
