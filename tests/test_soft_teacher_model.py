@@ -290,7 +290,24 @@ def test_batch_norm_running_statistics_follow_the_strong_views_only_when_configu
     bn = model.student.backbone.bottom_up.stem.conv1.norm
     before = bn.running_mean.clone()
     data = batch()
+    tracked = bn.num_batches_tracked.clone()
     with EventStorage():
         model.unsupervised_losses(data["unlabeled"])
     assert torch.equal(bn.running_mean, before) != strong_view_bn_stats
+    assert torch.equal(bn.num_batches_tracked, tracked) != strong_view_bn_stats
     assert bn.momentum == 0.1  # restored after the block
+
+
+def test_plain_weights_of_another_shape_are_skipped_not_fatal(tiny_cfg, tmp_path):
+    model = build_model(tiny_cfg)
+    other = tiny_cfg.clone()
+    other.MODEL.ROI_HEADS.NUM_CLASSES = 5  # another class count: the box predictor's shapes differ
+    plain = GeneralizedRCNN(other)
+    torch.save({"model": plain.state_dict()}, tmp_path / "plain.pth")
+    predictor_before = model.student.roi_heads.box_predictor.cls_score.weight.clone()
+
+    DetectionCheckpointer(model).load(str(tmp_path / "plain.pth"))
+
+    assert torch.equal(model.student.roi_heads.box_predictor.cls_score.weight, predictor_before)
+    conv = "backbone.bottom_up.stem.conv1.weight"
+    assert torch.equal(model.teacher.state_dict()[conv], plain.state_dict()[conv])

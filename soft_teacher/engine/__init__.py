@@ -1,5 +1,7 @@
 """The semi-supervised trainer, its hooks and checkpointing."""
-from .checkpoint import SoftTeacherCheckpointer, detector_state_dict, is_soft_teacher_state_dict
+from soft_teacher.modeling.soft_teacher import is_soft_teacher_state_dict
+
+from .checkpoint import SoftTeacherCheckpointer, detector_state_dict
 from .command_line import ConfigError, launch_on_device, load_config
 from .hooks import NoPseudoBoxWarning, SkippedUnlabeledImages, TeacherEMA
 from .teacher_student import is_teacher_student, unwrap_model

@@ -25,11 +25,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from soft_teacher.modeling.ema import copy_student_to_teacher
+from soft_teacher.modeling.soft_teacher import STUDENT_PREFIX, TEACHER_PREFIX
 
 from .teacher_student import is_teacher_student
 
-TEACHER_PREFIX = "teacher."
-STUDENT_PREFIX = "student."
 _DDP_PREFIX = "module."
 
 logger = logging.getLogger(__name__)
@@ -38,11 +37,6 @@ logger = logging.getLogger(__name__)
 def sub_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, torch.Tensor]":
     """The entries whose key starts with ``prefix``, with the prefix removed."""
     return OrderedDict((key[len(prefix):], value) for key, value in state_dict.items() if key.startswith(prefix))
-
-
-def is_soft_teacher_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether some key names one of the two models (``teacher.*`` or ``student.*``)."""
-    return any(key.startswith((TEACHER_PREFIX, STUDENT_PREFIX)) for key in state_dict)
 
 
 def detector_state_dict(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":

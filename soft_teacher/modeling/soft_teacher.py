@@ -7,7 +7,8 @@ student by EMA (:mod:`soft_teacher.modeling.ema`, driven by a trainer hook).
 """
 import contextlib
 import copy
-from typing import Dict, List, Optional, Tuple, Union
+import logging
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -26,6 +27,8 @@ from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
 from .view_geometry import instances_to_view, view_to_view_matrix
 
 __all__ = ["SoftTeacher"]
+
+logger = logging.getLogger(__name__)
 
 
 def _check_detector(detector: GeneralizedRCNN) -> None:
@@ -104,7 +107,7 @@ class SoftTeacher(nn.Module):
         self.teacher = copy.deepcopy(student)
         self.teacher.requires_grad_(False)
         self.teacher.eval()
-        self._register_load_state_dict_pre_hook(_plain_detector_into_both)
+        self._register_load_state_dict_pre_hook(_plain_detector_into_both, with_module=True)
         self.initial_score_thresh = initial_score_thresh
         self.rpn_pseudo_thresh = rpn_pseudo_thresh
         self.cls_pseudo_thresh = cls_pseudo_thresh
@@ -244,39 +247,57 @@ class SoftTeacher(nn.Module):
                 for d, size in zip(unlabeled, teacher_out.images.image_sizes)
             ]
         return pseudo_label_counts(
-            teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, self.cls_pseudo_thresh, annotations_teacher_view
+            teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, self.cls_pseudo_thresh, annotations_teacher_view,
+            self.initial_score_thresh,
         )
 
 
 @contextlib.contextmanager
 def _batch_norm_statistics_kept(module: nn.Module, enabled: bool = True):
     """Within the block, BatchNorm layers in training mode normalise with batch statistics as usual
-    but leave their running statistics (what inference uses) unchanged: momentum 0."""
+    but leave their running statistics (what inference uses) and batch counter unchanged."""
     layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
-    momenta = [m.momentum for m in layers]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in layers]
     for m in layers:
         m.momentum = 0.0
     try:
         yield
     finally:
-        for m, momentum in zip(layers, momenta):
+        for m, (momentum, num_batches_tracked) in zip(layers, saved):
             m.momentum = momentum
+            if num_batches_tracked is not None:
+                m.num_batches_tracked.copy_(num_batches_tracked)
 
 
-def _plain_detector_into_both(state_dict, prefix, *args) -> None:
+TEACHER_PREFIX = "teacher."
+STUDENT_PREFIX = "student."
+
+
+def is_soft_teacher_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether some key names one of the two models (``teacher.*`` or ``student.*``)."""
+    return any(key.startswith((TEACHER_PREFIX, STUDENT_PREFIX)) for key in state_dict)
+
+
+def _plain_detector_into_both(module: "SoftTeacher", state_dict, prefix: str, *args) -> None:
     """Load-state-dict pre-hook: a plain detector's weights (no ``teacher.*``/``student.*`` key) go to both.
 
     So every loader (``DetectionCheckpointer``, ``DefaultPredictor``, ``load_state_dict``) gives a
-    SoftTeacher model the weights of a model-zoo or exported detector instead of silently
-    loading nothing.
+    SoftTeacher model the weights of a model-zoo or exported detector instead of silently loading
+    nothing. A weight whose shape differs from the model's (e.g. another number of classes) is left
+    out with a warning, as Detectron2's checkpointer does.
     """
-    own = [key for key in state_dict if key.startswith(prefix)]
-    if not own or any(key[len(prefix):].startswith(("teacher.", "student.")) for key in own):
+    own = {key[len(prefix):]: key for key in state_dict if key.startswith(prefix)}
+    if not own or is_soft_teacher_state_dict(own):
         return
-    for key in own:
+    shapes = {name: value.shape for name, value in module.student.state_dict().items()}
+    for name, key in own.items():
         value = state_dict.pop(key)
-        for model in ("student", "teacher"):
-            state_dict[f"{prefix}{model}.{key[len(prefix):]}"] = value
+        if name in shapes and tuple(value.shape) != tuple(shapes[name]):
+            logger.warning(f"Skip loading '{name}': its shape {tuple(value.shape)} differs from the model's "
+                           f"{tuple(shapes[name])}.")
+            continue
+        for model_prefix in (STUDENT_PREFIX, TEACHER_PREFIX):
+            state_dict[prefix + model_prefix + name] = value
 
 
 def _split_batch(batched_inputs) -> Tuple[List[dict], Optional[List[dict]]]:
