@@ -40,7 +40,8 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.UNSUP_WEIGHT = 4.0
     # EMA momentum m of the teacher update after each step: teacher <- m_k * teacher + (1 - m_k) * student,
     # warmed up as in the reference: m_k = min(m, 1 - 1 / (k + 1)), k = iter + 1 - BURN_IN_ITERS after iteration
-    # iter: 0 (a copy), 1/2, 2/3, ... up to m, so the teacher is the running mean of the students until then.
+    # iter: 0 (a copy), 1/2, 2/3, ... up to m, so the teacher is the running mean of the students until then
+    # (for ever with m = 1).
     st.EMA_MOMENTUM = 0.999
     # Supervised-only iterations before the unsupervised losses start (paper: 0). The teacher is not updated
     # during them; the update after the last one (k = 0 above) makes it a copy of the student.

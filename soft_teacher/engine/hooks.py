@@ -15,7 +15,8 @@ class TeacherEMA(HookBase):
     """Keeps the teacher an exponential moving average of the student, with the reference's warm-up.
 
     After the optimizer step of iteration ``i`` (``after_step``), with ``B = burn_in_iters`` and
-    ``k = i + 1 - B`` (the number of teacher updates before this one):
+    ``k = i + 1 - B`` (the update's index, counting as update 0 the end-of-burn-in copy, or with
+    ``B = 0`` the teacher's construction as a copy of the student):
 
     - ``k < 0`` (``i + 1 < B``): nothing (supervised-only burn-in; the teacher is unused);
     - otherwise: ``teacher <- m_k * teacher + (1 - m_k) * student`` with

@@ -137,7 +137,7 @@ class SoftTeacherTrainer(DefaultTrainer):
             def evaluate_teacher_and_student():
                 models = ("teacher", "student")
                 burn_in = self.cfg.SOFT_TEACHER.BURN_IN_ITERS
-                if self.iter + 1 < burn_in:
+                if min(self.iter, self.max_iter - 1) + 1 < burn_in:  # after training, self.iter == max_iter
                     logger.info(f"Evaluating the student only: the teacher is an untrained copy until the burn-in "
                                 f"ends after iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS).")
                     models = ("student",)
