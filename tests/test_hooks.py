@@ -173,6 +173,7 @@ def test_pseudo_label_printer_logs_smoothed_pseudo_stats_and_momentum(captured):
         for it, boxes in enumerate([1.0, 5.0, 3.0]):
             storage.iter = it
             storage.put_scalar("pseudo/boxes_per_image_cls", boxes)
+            storage.put_scalar("pseudo/precision_at_0.7", 0.5)  # other thresholds: metrics.json only
             storage.put_scalar("ema_momentum", 0.999, smoothing_hint=False)
             storage.put_scalar("sup_loss_cls", 1.0)
         printer = PseudoLabelPrinter()

@@ -7,7 +7,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.modeling.proposal_generator import rpn as rpn_module
 from detectron2.structures import Boxes, Instances
-from soft_teacher.modeling.pseudo_label_quality import count_true_positives, pseudo_label_counts, stats_from_counts
+from soft_teacher.modeling.pseudo_label_quality import pseudo_label_counts, stats_from_counts, true_positive_mask
 from soft_teacher.modeling.pseudo_labels import (
     jitter_boxes,
     jitter_uncertainty,
@@ -222,7 +222,7 @@ def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():
     annotations.gt_classes = torch.tensor([0, 1])
     # the class-0 annotation goes to the 0.9 box (IoU 0.82) first, leaving the 0.6 duplicate unmatched;
     # the class-1 box has IoU 0.25 (< 0.5); the class-2 box overlaps exactly but has the wrong class
-    assert count_true_positives(pseudo, annotations) == 1
+    assert true_positive_mask(pseudo, annotations).tolist() == [False, True, False, False]
 
 
 def scored_boxes(boxes, classes, scores, uncertainty=None):
@@ -233,10 +233,10 @@ def scored_boxes(boxes, classes, scores, uncertainty=None):
     return instances
 
 
-def batch_counts(pseudo_per_image, annotations_per_image=None, cls_thresh=0.0):
+def batch_counts(pseudo_per_image, annotations_per_image=None, cls_thresh=0.0, initial_thresh=0.0):
     """Counts of a batch whose candidates and loss sets are all ``pseudo_per_image``."""
     sets = pseudo_per_image
-    return pseudo_label_counts(sets, sets, sets, sets, cls_thresh, annotations_per_image)
+    return pseudo_label_counts(sets, sets, sets, sets, cls_thresh, annotations_per_image, initial_thresh)
 
 
 def test_stats_of_two_ranks_summed_counts_are_those_of_their_pooled_images_not_the_mean_of_ratios():
@@ -300,3 +300,17 @@ def test_uncertainty_percentiles_are_read_off_the_summed_histogram():
 
 def test_uncertainty_percentiles_are_left_out_without_candidates():
     assert "pseudo/uncertainty_p50" not in stats_from_counts(batch_counts([scored_boxes([], [], [])]))
+
+
+def test_grid_thresholds_below_the_candidates_threshold_are_left_out_across_ranks():
+    box = [0.0, 0, 10, 10]
+    rank = batch_counts([scored_boxes([box], [0], [0.95])], [scored_boxes([box], [0], [1.0])], initial_thresh=0.7)
+    stats = stats_from_counts(rank + rank)
+    assert "pseudo/precision_at_0.6" not in stats and "pseudo/recall_at_0.6" not in stats
+    assert stats["pseudo/precision_at_0.7"] == 1.0
+
+
+def test_uncertainty_percentiles_stop_at_the_histogram_top():
+    box = [0.0, 0, 10, 10]
+    stats = stats_from_counts(batch_counts([scored_boxes([box], [0], [0.9], [5.0])]))
+    assert 0.299 <= stats["pseudo/uncertainty_p50"] <= 0.3  # inside the last bin, not 5.0

@@ -3,7 +3,7 @@
 Importing this package registers ``SoftTeacher`` in Detectron2's ``META_ARCH_REGISTRY``.
 """
 from .ema import copy_student_to_teacher, ema_momentum, ema_update
-from .pseudo_label_quality import count_true_positives, pseudo_label_counts, stats_from_counts
+from .pseudo_label_quality import pseudo_label_counts, stats_from_counts, true_positive_mask
 from .pseudo_labels import (
     TeacherOutput,
     jitter_boxes,
@@ -23,7 +23,6 @@ __all__ = [
     "TeacherOutput",
     "boxes_to_view",
     "copy_student_to_teacher",
-    "count_true_positives",
     "ema_momentum",
     "ema_update",
     "instances_to_view",
@@ -33,6 +32,7 @@ __all__ = [
     "regression_uncertainty",
     "soft_weighted_cls_loss",
     "stats_from_counts",
+    "true_positive_mask",
     "teacher_background_probs",
     "teacher_detections",
     "teacher_pseudo_labels",

@@ -11,12 +11,14 @@ Names (all under ``pseudo/``):
   view, after dropping boxes that left it);
 - ``teacher_score_mean``: mean score of the candidate pseudo boxes (teacher view), 0 if none;
 - ``uncertainty_p10`` / ``_p50`` / ``_p90``: percentiles of the candidates' box-jitter
-  uncertainty (read off a histogram of :data:`UNCERTAINTY_BIN` wide bins), when there are
-  candidates: what ``SOFT_TEACHER.REG_UNCERTAINTY_THRESH`` lets through;
+  uncertainty (read off a histogram of :data:`UNCERTAINTY_BIN` wide bins up to 0.3, an untrained
+  regressor's 0.06 times five), when there are candidates: what ``SOFT_TEACHER.REG_UNCERTAINTY_THRESH``
+  lets through;
 - ``precision`` / ``recall``: only when the unlabeled images carry hidden annotations,
   of the classification set against them, in the teacher view; and ``precision_at_T`` /
-  ``recall_at_T`` of the candidates with score >= T for each T of :data:`SCORE_GRID`, what
-  another threshold would give. Each is written only when defined (some pseudo boxes for
+  ``recall_at_T`` of the candidates with score >= T for each T of :data:`SCORE_GRID` not below
+  ``SOFT_TEACHER.INITIAL_SCORE_THRESH`` (the candidates' own threshold), what another threshold
+  would give. Each is written only when defined (some pseudo boxes for
   precision, some annotations for recall).
 
 Matching for precision/recall is greedy and one-to-one, as in COCO evaluation: pseudo
@@ -25,6 +27,7 @@ class with the highest IoU, if that IoU is >= 0.5. Greedy matching in score orde
 the matches of the boxes above any threshold a prefix of those of all candidates, so one
 pass serves every threshold.
 """
+import math
 from typing import Dict, List, Optional
 
 import torch
@@ -34,7 +37,7 @@ from detectron2.structures import Instances, pairwise_iou
 MATCH_IOU = 0.5
 SCORE_GRID = (0.5, 0.6, 0.7, 0.8, 0.9)
 UNCERTAINTY_BIN = 0.001
-UNCERTAINTY_BINS = 100  # the last bin also holds every uncertainty above 0.1
+UNCERTAINTY_BINS = 300  # the last bin also holds every uncertainty above 0.3: percentiles stop there
 PERCENTILES = (10, 50, 90)
 
 
@@ -58,11 +61,6 @@ def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thr
     return matched
 
 
-def count_true_positives(pseudo_labels: Instances, annotations: Instances, iou_thresh: float = MATCH_IOU) -> int:
-    """Number of pseudo boxes matched to an annotation (see :func:`true_positive_mask`)."""
-    return int(true_positive_mask(pseudo_labels, annotations, iou_thresh).sum())
-
-
 # What :func:`pseudo_label_counts` sums, in order; every entry adds up over images and processes.
 COUNT_NAMES = (
     ("images", "boxes_rpn", "boxes_cls", "boxes_reg", "candidates", "candidate_score_sum", "batches")
@@ -79,6 +77,7 @@ def pseudo_label_counts(
     reg_sets: List[Instances],
     cls_thresh: float,
     annotations_teacher_view: Optional[List[Instances]] = None,
+    initial_thresh: float = 0.0,
 ) -> torch.Tensor:
     """The sums behind the ``pseudo/*`` scalars of one batch: a float64 tensor of shape ``(len(COUNT_NAMES),)``.
 
@@ -90,6 +89,8 @@ def pseudo_label_counts(
         rpn_sets, cls_sets, reg_sets: per image, the pseudo boxes given to each loss (student view).
         cls_thresh: the classification score threshold (``SOFT_TEACHER.CLS_PSEUDO_THRESH``).
         annotations_teacher_view: per image, the hidden annotations in the teacher view, if known.
+        initial_thresh: the candidates' score threshold (``SOFT_TEACHER.INITIAL_SCORE_THRESH``): grid
+            thresholds below it are left out, as the candidates do not tell what they would give.
     """
     scores = torch.cat([c.scores for c in candidates])
     uncertainty = torch.cat([c.uncertainty for c in candidates]).double()
@@ -114,6 +115,9 @@ def pseudo_label_counts(
             above = scores >= thresh
             counts[f"true_positives{name}"] = (matched & above).sum().item()
             counts["cls_boxes_teacher_view" if not name else f"boxes{name}"] = above.sum().item()
+        for t in SCORE_GRID:
+            if t < initial_thresh:  # NaN survives the sums across processes and marks the figure unknown
+                counts[f"true_positives_at_{t}"] = counts[f"boxes_at_{t}"] = math.nan
     return torch.tensor([float(counts[name]) for name in COUNT_NAMES], dtype=torch.float64, device=scores.device)
 
 
@@ -146,6 +150,8 @@ def stats_from_counts(counts: torch.Tensor) -> Dict[str, float]:
         stats.update({f"pseudo/uncertainty_p{p}": _percentile(histogram, p) for p in PERCENTILES})
     if c["annotated_batches"] == c["batches"]:
         for name, boxes in [("", "cls_boxes_teacher_view")] + [(f"_at_{t}", f"boxes_at_{t}") for t in SCORE_GRID]:
+            if math.isnan(c[boxes]):
+                continue
             if c[boxes]:
                 stats[f"pseudo/precision{name}"] = c[f"true_positives{name}"] / c[boxes]
             if c["annotations"]:
