@@ -171,6 +171,13 @@ def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_traini
     assert "cannot branch" in capsys.readouterr().err
 
 
+def test_a_branch_whose_twin_trains_another_schedule_or_data_is_refused():
+    soft = branch_runs.Run("soft", SOFT_1.run.config_file, ("SOLVER.GAMMA", "0.5", "DATASETS.TRAIN", "('shapes_val',)"),
+                           twin=SUP_1.run)
+    problems = branch_runs.branch_problems([SUP_1.run, soft], BRANCH_AT_2)
+    assert len(problems) == 1 and "SOLVER.GAMMA" in problems[0] and "DATASETS.TRAIN" in problems[0]
+
+
 def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
     per_run = {}
     for method, percent, seed in [("supervised", 5, 1), ("supervised", 5, 2), ("supervised", 100, 1),

@@ -36,7 +36,7 @@ from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
 from .command_line import load_config
 
 __all__ = [
-    "PSEUDO_WINDOW", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler", "ap_curve",
+    "PSEUDO_WINDOW", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler", "ap_curve",
     "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name", "final_box_ap",
     "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats", "start_branch",
 ]
@@ -45,8 +45,14 @@ __all__ = [
 TRAIN_NET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          "train_net.py")
 PSEUDO_WINDOW = 100  # pseudo-label statistics: mean over the last this many iterations
-# Schedule keys a branch and its twin must share: the branch continues the twin's optimizer and LR schedule.
-SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS")
+# Keys a branch and its twin must share: the branch continues the twin's detector, labeled data,
+# optimizer and LR schedule (a checkpoint holds the scheduler's position, not its settings).
+SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS", "WARMUP_FACTOR",
+                      "WARMUP_METHOD", "GAMMA", "LR_SCHEDULER_NAME", "MOMENTUM", "WEIGHT_DECAY", "CLIP_GRADIENTS",
+                      "AMP")
+SHARED_KEYS = tuple(f"SOLVER.{key}" for key in SHARED_SOLVER_KEYS) + (
+    "DATASETS.TRAIN", "INPUT", "MODEL.BACKBONE", "MODEL.RESNETS", "MODEL.FPN", "MODEL.ANCHOR_GENERATOR",
+    "MODEL.RPN", "MODEL.ROI_HEADS", "MODEL.ROI_BOX_HEAD", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
 STATUS_SECONDS = 60
@@ -157,6 +163,12 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
         return f.read().strip() or None
 
 
+def _get(cfg, dotted_key: str):
+    for name in dotted_key.split("."):
+        cfg = cfg[name]
+    return cfg
+
+
 def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
     """Why a run could not branch from its twin, one line each (none: all can).
 
@@ -177,10 +189,10 @@ def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
                 f"{run.name} branches at iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS) from "
                 f"{run.twin.name}/{checkpoint_name(burn_in - 1)}, but the supervised SOLVER.CHECKPOINT_PERIOD "
                 f"{period} saves only model_{{k*{period}-1:07d}}.pth: make BURN_IN_ITERS a multiple of the period.")
-        differing = [key for key in SHARED_SOLVER_KEYS if soft.SOLVER[key] != sup.SOLVER[key]]
+        differing = [key for key in SHARED_KEYS if _get(soft, key) != _get(sup, key)]
         if differing:
-            problems.append(f"{run.name} and {run.twin.name} differ in SOLVER.{', SOLVER.'.join(differing)}: "
-                            "the branch continues the supervised optimizer and LR schedule, so they must agree.")
+            problems.append(f"{run.name} and {run.twin.name} differ in {', '.join(differing)}: the branch "
+                            "continues the supervised detector, data, optimizer and LR schedule, so they must agree.")
     return problems
 
 
