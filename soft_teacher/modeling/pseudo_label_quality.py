@@ -26,19 +26,34 @@ boxes in decreasing score order each take the not yet matched annotation of the 
 class with the highest IoU, if that IoU is >= 0.5. Greedy matching in score order makes
 the matches of the boxes above any threshold a prefix of those of all candidates, so one
 pass serves every threshold.
+
+Offline, :func:`measure_pseudo_labels` gives the same precision and recall (and how well
+the jitter uncertainty singles out well-localised boxes) of a checkpoint over a sample of
+unlabeled images; ``tools/measure_pseudo_labels.py`` is its command line.
 """
 import math
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from detectron2.structures import Instances, pairwise_iou
+
+from .pseudo_labels import teacher_pseudo_labels
+from .view_geometry import instances_to_view
 
 MATCH_IOU = 0.5
 SCORE_GRID = (0.5, 0.6, 0.7, 0.8, 0.9)
 UNCERTAINTY_BIN = 0.001
 UNCERTAINTY_BINS = 300  # the last bin also holds every uncertainty above 0.3: percentiles stop there
 PERCENTILES = (10, 50, 90)
+
+
+def same_class_iou(pseudo_labels: Instances, annotations: Instances) -> torch.Tensor:
+    """``(P, G)`` IoU of each pseudo box with each annotation, 0 where their classes differ."""
+    iou = pairwise_iou(pseudo_labels.gt_boxes, annotations.gt_boxes)
+    same_class = pseudo_labels.gt_classes[:, None] == annotations.gt_classes[None, :]
+    return torch.where(same_class, iou, torch.zeros_like(iou))
 
 
 def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thresh: float = MATCH_IOU) -> torch.Tensor:
@@ -48,9 +63,7 @@ def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thr
         pseudo_labels: ``gt_boxes``, ``gt_classes``, ``scores`` of one image.
         annotations: ``gt_boxes``, ``gt_classes`` of the same image, same frame.
     """
-    iou = pairwise_iou(pseudo_labels.gt_boxes, annotations.gt_boxes)  # (P, G)
-    same_class = pseudo_labels.gt_classes[:, None] == annotations.gt_classes[None, :]
-    iou = torch.where(same_class, iou, torch.zeros_like(iou))
+    iou = same_class_iou(pseudo_labels, annotations)
     unmatched = torch.ones(len(annotations), dtype=torch.bool, device=iou.device)
     matched = torch.zeros(len(pseudo_labels), dtype=torch.bool, device=iou.device)
     for index in pseudo_labels.scores.argsort(descending=True).tolist():
@@ -157,3 +170,141 @@ def stats_from_counts(counts: torch.Tensor) -> Dict[str, float]:
             if c["annotations"]:
                 stats[f"pseudo/recall{name}"] = c[f"true_positives{name}"] / c["annotations"]
     return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline measurement over a sample of images (tools/measure_pseudo_labels.py).
+
+MEASURE_SCORE_GRID = SCORE_GRID + (0.95,)
+MEASURE_PERCENTILES = (10, 25, 50, 75, 90)
+UNCERTAINTY_GRID = (0.02, 0.03, 0.04, 0.05, None)  # None: every candidate
+WELL_LOCALISED_IOU = 0.75
+
+
+def _ratio(numerator: float, denominator: float) -> Optional[float]:
+    return numerator / denominator if denominator else None
+
+
+def require_hidden_annotations(dataset_dicts: Sequence[dict], dataset_name: str = "The dataset") -> None:
+    """Raise ``ValueError`` unless every dict carries ``annotations`` to measure pseudo labels against."""
+    missing = sum("annotations" not in d for d in dataset_dicts)
+    if missing:
+        raise ValueError(
+            f"{dataset_name} has no hidden annotations to measure against ({missing} of {len(dataset_dicts)} "
+            "images have no 'annotations'): use the unlabeled split of an annotated set, e.g. "
+            "shapes_train_5pct_1_unlabeled or coco_2017_train_10pct_1_unlabeled."
+        )
+
+
+def pseudo_label_figures(
+    candidates: Sequence[Instances], annotations: Sequence[Instances], initial_score_thresh: float = 0.0
+) -> Dict:
+    """Quality figures of candidate pseudo boxes against annotations, over several images.
+
+    Args:
+        candidates: per image, ``gt_boxes``, ``gt_classes``, ``scores``, ``uncertainty`` (all with
+            score >= ``initial_score_thresh``).
+        annotations: per image, ``gt_boxes``, ``gt_classes`` in the same frame.
+        initial_score_thresh: thresholds of :data:`MEASURE_SCORE_GRID` below it are left out.
+
+    Returns:
+        A JSON-ready dict: ``images``, ``annotations``, ``candidates``, ``initial_score_thresh``;
+        ``score_thresholds``: per threshold ``T``, the candidates with score >= ``T``: ``boxes``,
+        ``boxes_per_image``, ``true_positives``, ``precision``, ``recall`` (greedy one-to-one
+        matching, :func:`true_positive_mask`); ``uncertainty_percentiles``: ``{"p10": ...}`` over
+        every candidate; ``uncertainty_thresholds``: per threshold ``U`` of :data:`UNCERTAINTY_GRID`
+        (``None``: all), the candidates with uncertainty < ``U``: ``candidates``, ``mean_iou`` (with
+        the best annotation of the same class, matched or not) and ``well_localised_share`` (of
+        those with that IoU >= :data:`WELL_LOCALISED_IOU`). A ratio without a denominator is ``None``.
+    """
+    cpu = [c.to("cpu") for c in candidates]
+    anns = [a.to("cpu") for a in annotations]
+    num_images, num_annotations = len(cpu), sum(len(a) for a in anns)
+    empty = torch.zeros(0)
+    scores = torch.cat([c.scores.float() for c in cpu]) if cpu else empty
+    uncertainty = torch.cat([c.uncertainty.float() for c in cpu]) if cpu else empty
+    matched = torch.cat([true_positive_mask(c, a) for c, a in zip(cpu, anns)]) if cpu else empty.bool()
+    best_iou = torch.cat([
+        same_class_iou(c, a).max(dim=1).values if len(a) else torch.zeros(len(c)) for c, a in zip(cpu, anns)
+    ]) if cpu else empty
+
+    score_rows = []
+    for t in MEASURE_SCORE_GRID:
+        if t < initial_score_thresh:
+            continue
+        above = scores >= t
+        boxes, true_positives = int(above.sum()), int((matched & above).sum())
+        score_rows.append({
+            "threshold": t,
+            "boxes": boxes,
+            "boxes_per_image": _ratio(boxes, num_images),
+            "true_positives": true_positives,
+            "precision": _ratio(true_positives, boxes),
+            "recall": _ratio(true_positives, num_annotations),
+        })
+    uncertainty_rows = []
+    for u in UNCERTAINTY_GRID:
+        below = uncertainty < u if u is not None else torch.ones_like(uncertainty, dtype=torch.bool)
+        count = int(below.sum())
+        uncertainty_rows.append({
+            "threshold": u,
+            "candidates": count,
+            "mean_iou": float(best_iou[below].mean()) if count else None,
+            "well_localised_share": _ratio(int((best_iou[below] >= WELL_LOCALISED_IOU).sum()), count),
+        })
+    values = uncertainty.double().numpy()
+    percentiles = {f"p{p}": float(np.percentile(values, p)) if len(values) else None for p in MEASURE_PERCENTILES}
+    return {
+        "images": num_images,
+        "annotations": num_annotations,
+        "candidates": len(scores),
+        "initial_score_thresh": initial_score_thresh,
+        "score_thresholds": score_rows,
+        "uncertainty_percentiles": percentiles,
+        "uncertainty_thresholds": uncertainty_rows,
+    }
+
+
+@torch.no_grad()
+def measure_pseudo_labels(
+    model: torch.nn.Module,
+    mapper: Callable[[dict], Optional[dict]],
+    dataset_dicts: Sequence[dict],
+    score_thresh: float,
+    jitter_times: int,
+    jitter_scale: float,
+) -> Dict:
+    """:func:`pseudo_label_figures` of a detector's pseudo labels on annotated images, as training makes them.
+
+    Each image goes through ``mapper`` (the training one, ``UnlabeledDatasetMapper(cfg, True)``:
+    its teacher view and ``hidden_instances``), is pseudo-labelled one at a time with
+    :func:`teacher_pseudo_labels` and its annotations are moved into the teacher view.
+
+    Args:
+        model: a plain detector in eval mode, or a teacher-student model (its ``teacher`` labels).
+        mapper: dataset dict -> ``{"teacher": {"image", "transform_matrix"}, "hidden_instances"}``,
+            or None for an unreadable image (skipped, counted in ``skipped_images``).
+        dataset_dicts: the images; each must have ``annotations``.
+        score_thresh, jitter_times, jitter_scale: ``SOFT_TEACHER.INITIAL_SCORE_THRESH``,
+            ``JITTER_TIMES`` and ``JITTER_SCALE``.
+
+    Raises:
+        ValueError: a dict has no ``annotations`` (before any image is pseudo-labelled).
+    """
+    require_hidden_annotations(dataset_dicts)
+    teacher = getattr(model, "teacher", model)
+    candidates, annotations, skipped = [], [], 0
+    for dataset_dict in dataset_dicts:
+        views = mapper(dataset_dict)
+        if views is None:
+            skipped += 1
+            continue
+        teacher_view = views["teacher"]
+        labels = teacher_pseudo_labels(teacher, [teacher_view], score_thresh, jitter_times, jitter_scale)
+        labels = labels.pseudo_labels[0].to("cpu")
+        matrix = torch.as_tensor(teacher_view["transform_matrix"]).cpu()
+        annotations.append(instances_to_view(views["hidden_instances"].to("cpu"), matrix, labels.image_size))
+        candidates.append(labels)
+    figures = pseudo_label_figures(candidates, annotations, score_thresh)
+    figures["skipped_images"] = skipped
+    return figures

@@ -1,0 +1,208 @@
+"""tools/measure_pseudo_labels.py and soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.modeling.roi_heads import StandardROIHeads
+from detectron2.structures import Boxes, Instances
+
+from soft_teacher.modeling.pseudo_label_quality import (
+    MEASURE_SCORE_GRID,
+    measure_pseudo_labels,
+    pseudo_label_figures,
+)
+
+from commands import load_tool
+from conftest import make_tiny_cfg
+from engine_helpers import tiny_semisup_cfg, write_config
+
+tool = load_tool("measure_pseudo_labels")
+
+LOWER_THRESHOLDS = ["SOFT_TEACHER.INITIAL_SCORE_THRESH", "0.0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+
+
+def error_lines(capsys):
+    """The tool's ``error: ...`` lines on stderr (in-process, stderr also holds Detectron2's logging)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+
+
+def instances(boxes, classes, scores=None, uncertainty=None):
+    result = Instances((40, 40), gt_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)),
+                       gt_classes=torch.tensor(classes, dtype=torch.int64))
+    if scores is not None:
+        result.scores = torch.tensor(scores)
+        result.uncertainty = torch.tensor(uncertainty)
+    return result
+
+
+def test_figures_of_hand_built_boxes():
+    annotations = [instances([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1]), instances([[5, 5, 15, 15]], [2])]
+    candidates = [
+        instances(
+            [[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 35], [20, 20, 30, 30]],
+            [0, 0, 1, 0],  # exact; its duplicate (a false positive, IoU 1); IoU 2/3; the wrong class (IoU 0)
+            scores=[0.97, 0.85, 0.65, 0.55],
+            uncertainty=[0.01, 0.035, 0.045, 0.1],
+        ),
+        instances([], [], scores=[], uncertainty=[]),
+    ]
+    figures = pseudo_label_figures(candidates, annotations, initial_score_thresh=0.5)
+    assert (figures["images"], figures["annotations"], figures["candidates"]) == (2, 3, 4)
+    rows = {row["threshold"]: row for row in figures["score_thresholds"]}
+    assert list(rows) == list(MEASURE_SCORE_GRID)
+    expected = {0.5: (4, 2), 0.6: (3, 2), 0.7: (2, 1), 0.8: (2, 1), 0.9: (1, 1), 0.95: (1, 1)}
+    for t, (boxes, true_positives) in expected.items():
+        assert (rows[t]["boxes"], rows[t]["true_positives"]) == (boxes, true_positives), t
+        assert rows[t]["boxes_per_image"] == boxes / 2
+        assert rows[t]["precision"] == pytest.approx(true_positives / boxes)
+        assert rows[t]["recall"] == pytest.approx(true_positives / 3)
+
+    by_uncertainty = {row["threshold"]: row for row in figures["uncertainty_thresholds"]}
+    assert [row["candidates"] for row in by_uncertainty.values()] == [1, 1, 2, 3, 4]
+    assert by_uncertainty[0.04]["mean_iou"] == pytest.approx(1.0)
+    assert by_uncertainty[0.05]["mean_iou"] == pytest.approx((2 + 2 / 3) / 3)
+    assert by_uncertainty[0.05]["well_localised_share"] == pytest.approx(2 / 3)
+    assert by_uncertainty[None]["mean_iou"] == pytest.approx((2 + 2 / 3) / 4)
+    assert by_uncertainty[None]["well_localised_share"] == pytest.approx(1 / 2)
+    values = [0.01, 0.035, 0.045, 0.1]
+    expected_percentiles = {f"p{p}": np.percentile(values, p) for p in (10, 25, 50, 75, 90)}
+    assert figures["uncertainty_percentiles"] == pytest.approx(expected_percentiles)
+
+    above_07 = pseudo_label_figures(candidates, annotations, initial_score_thresh=0.7)
+    assert [row["threshold"] for row in above_07["score_thresholds"]] == [0.7, 0.8, 0.9, 0.95]
+
+
+def test_figures_without_candidates_leave_ratios_undefined():
+    figures = pseudo_label_figures([instances([], [], scores=[], uncertainty=[])], [instances([[0, 0, 5, 5]], [0])])
+    assert all(row["precision"] is None and row["recall"] == 0 for row in figures["score_thresholds"])
+    assert all(row["mean_iou"] is None for row in figures["uncertainty_thresholds"])
+    assert figures["uncertainty_percentiles"]["p50"] is None
+
+
+# The teacher's detections (teacher view, twice the original size): box, class, score.
+KNOWN = [([8, 16, 40, 48], 1, 0.97), ([72, 16, 120, 48], 2, 0.92), ([8, 16, 40, 48], 1, 0.6)]
+# The annotations, original frame: the first box, and the second one's place with another class.
+HIDDEN = [([4, 8, 20, 24], 1), ([36, 8, 60, 24], 0)]
+
+
+def known_detections(self, images, features, proposals, targets=None):
+    detections = []
+    for image_size in images.image_sizes:
+        detections.append(Instances(image_size, pred_boxes=Boxes(torch.tensor([b for b, _, _ in KNOWN]).float()),
+                                    pred_classes=torch.tensor([c for _, c, _ in KNOWN]),
+                                    scores=torch.tensor([s for _, _, s in KNOWN])))
+    return detections, {}
+
+
+def doubling_mapper(dataset_dict):
+    """Teacher view: the 64 px original at 128 px; the annotations in the original frame."""
+    if dataset_dict["file_name"] == "unreadable.png":
+        return None
+    return {"teacher": {"image": torch.full((3, 128, 128), 128, dtype=torch.uint8),
+                        "transform_matrix": torch.diag(torch.tensor([2.0, 2.0, 1.0]))},
+            "hidden_instances": instances([b for b, _ in HIDDEN], [c for _, c in HIDDEN])}
+
+
+def test_measuring_a_detector_moves_the_annotations_into_the_teacher_view(monkeypatch):
+    monkeypatch.setattr(StandardROIHeads, "forward", known_detections)
+    cfg = make_tiny_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    torch.manual_seed(0)
+    detector = build_model(cfg).eval()
+    dicts = [{"file_name": name, "annotations": []} for name in ("a.png", "unreadable.png", "b.png")]
+    figures = measure_pseudo_labels(detector, doubling_mapper, dicts, score_thresh=0.5, jitter_times=2,
+                                    jitter_scale=0.06)
+    assert (figures["images"], figures["skipped_images"], figures["annotations"]) == (2, 1, 4)
+    rows = {row["threshold"]: row for row in figures["score_thresholds"]}
+    assert (rows[0.5]["boxes"], rows[0.5]["true_positives"]) == (6, 2)  # the duplicate and the wrong class miss
+    assert (rows[0.9]["precision"], rows[0.9]["recall"]) == (0.5, 0.5)
+    assert (rows[0.95]["precision"], rows[0.95]["recall"]) == (1.0, 0.5)
+    with pytest.raises(ValueError, match="no hidden annotations to measure against"):
+        measure_pseudo_labels(detector, doubling_mapper, [{"file_name": "c.png"}], 0.5, 2, 0.06)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Config file (the default thresholds), a Soft Teacher checkpoint and the teacher's weights.
+
+    The teacher's class 0 is made confident, the student's hopeless: only the teacher gives pseudo boxes
+    above 0.5, so figures at those thresholds show that the tool measured the teacher.
+    """
+    root = tmp_path_factory.mktemp("measure")
+    cfg = tiny_semisup_cfg(root, name="measure_pl")
+    cfg.SOFT_TEACHER.INITIAL_SCORE_THRESH = 0.5
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+    config_file = write_config(cfg, root / "tiny.yaml")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.teacher.roi_heads.box_predictor.cls_score.bias[0] += 3.0
+        model.student.roi_heads.box_predictor.cls_score.bias[0] -= 30.0
+    DetectionCheckpointer(model, save_dir=str(root)).save("tiny")
+    teacher_state = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    return config_file, str(root / "tiny.pth"), teacher_state, str(root / "unlabeled")
+
+
+def test_a_soft_teacher_checkpoint_loads_its_teacher(tiny_run):
+    config_file, checkpoint, teacher_state, _ = tiny_run
+    detector = tool.load_detector(tool.load_config(config_file), checkpoint)
+    assert type(detector).__name__ == "GeneralizedRCNN" and not detector.training
+    assert all(torch.equal(value, teacher_state[key]) for key, value in detector.state_dict().items())
+
+
+def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path, capsys):
+    config_file, checkpoint, _, _ = tiny_run
+    output = tmp_path / "figures" / "quality.json"
+    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--dataset", "measure_pl_unlabeled",
+            "--num", "3", "--output", str(output), *LOWER_THRESHOLDS]
+    assert tool.main(argv) == 0
+    figures = json.loads(output.read_text())
+    assert figures["images"] == 3 and figures["annotations"] > 0 and figures["initial_score_thresh"] == 0.0
+    rows = figures["score_thresholds"]
+    assert [row["threshold"] for row in rows] == list(MEASURE_SCORE_GRID)
+    assert rows[0]["boxes"] > 0  # the confident teacher, not the student
+    for row in rows:
+        assert row["precision"] is None or 0.0 <= row["precision"] <= 1.0
+        assert 0.0 <= row["recall"] <= 1.0
+    recalls = [row["recall"] for row in rows]
+    assert recalls == sorted(recalls, reverse=True)
+    assert [row["threshold"] for row in figures["uncertainty_thresholds"]] == [0.02, 0.03, 0.04, 0.05, None]
+    assert figures["uncertainty_thresholds"][-1]["candidates"] == figures["candidates"] > 0
+    printed = capsys.readouterr().out
+    assert "precision" in printed and "uncertainty percentiles" in printed and "     0.95" in printed
+
+
+def test_the_sample_is_seeded_and_without_replacement(tiny_run):
+    config_file, *_ = tiny_run
+    tool.register_custom_datasets(tool.load_config(config_file))
+    first = tool.sample_dataset_dicts("measure_pl_unlabeled", 3, seed=5)
+    assert [d["image_id"] for d in first] == [d["image_id"] for d in tool.sample_dataset_dicts(
+        "measure_pl_unlabeled", 3, seed=5)]
+    assert len({d["image_id"] for d in first}) == 3
+    assert len(tool.sample_dataset_dicts("measure_pl_unlabeled", 150, seed=0)) == 4
+
+
+def test_a_dataset_without_annotations_is_refused(tiny_run, capsys):
+    config_file, checkpoint, _, unlabeled_folder = tiny_run
+    folders = f"(('measure_pl_folder', '{unlabeled_folder}'),)"
+    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--dataset", "measure_pl_folder",
+            "DATASETS.CUSTOM_UNLABELED_FOLDERS", folders]
+    assert tool.main(argv) == 2
+    (error,) = error_lines(capsys)
+    assert "'measure_pl_folder' has no hidden annotations to measure against" in error
+
+
+@pytest.mark.parametrize("problem", ["checkpoint", "config", "dataset"])
+def test_missing_inputs_give_one_error_line_and_exit_code_2(problem, tiny_run, tmp_path, capsys):
+    config_file, checkpoint, _, _ = tiny_run
+    args = {"config": config_file, "checkpoint": checkpoint, "dataset": "measure_pl_unlabeled"}
+    args[problem] = {"checkpoint": str(tmp_path / "nope.pth"), "config": str(tmp_path / "nope.yaml"),
+                     "dataset": "no_such_dataset"}[problem]
+    argv = ["--config-file", args["config"], "--checkpoint", args["checkpoint"], "--dataset", args["dataset"]]
+    assert tool.main(argv) == 2
+    (error,) = error_lines(capsys)
+    assert {"checkpoint": "nope.pth not found", "config": "nope.yaml", "dataset": "not a registered"}[problem] in error
