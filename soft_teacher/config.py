@@ -13,6 +13,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _get_detectron2_cfg
 
 EVAL_MODELS = ("teacher", "student", "both")
+UNSUP_LOSSES = ("rpn", "roi_cls", "roi_reg")
 PHOTOMETRIC_OPS = (
     "identity", "autocontrast", "equalize", "solarize", "color",
     "contrast", "brightness", "sharpness", "posterize",
@@ -38,6 +39,8 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.JITTER_SCALE = 0.06
     # Weight of the unsupervised losses in the total loss (2.0 in the paper's full-COCO setting).
     st.UNSUP_WEIGHT = 4.0
+    # The unsupervised losses the student gets: a subset of rpn (both RPN losses), roi_cls, roi_reg (ablations).
+    st.UNSUP_LOSSES = UNSUP_LOSSES
     # EMA momentum m of the teacher update after each step: teacher <- m_k * teacher + (1 - m_k) * student,
     # warmed up as in the reference: m_k = min(m, 1 - 1 / (k + 1)), k = iter + 1 - BURN_IN_ITERS after iteration
     # iter: 0 (a copy), 1/2, 2/3, ... up to m, so the teacher is the running mean of the students until then

@@ -143,6 +143,23 @@ def test_unsupervised_losses_are_multiplied_by_the_unsup_weight(model, monkeypat
         assert results[4.0][key].item() == pytest.approx(results[1.0][key].item(), rel=1e-5), key
 
 
+@pytest.mark.parametrize("enabled, keys", [
+    (("rpn",), {"unsup_loss_rpn_cls", "unsup_loss_rpn_loc"}),
+    (("roi_cls", "roi_reg"), {"unsup_loss_cls", "unsup_loss_box_reg"}),
+])
+def test_unsup_losses_selects_the_unsupervised_losses_for_ablations(model, monkeypatch, enabled, keys):
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    model.unsup_losses = enabled
+    losses, _ = train_step(model, batch())
+    assert set(losses) == SUP_KEYS | keys
+
+
+def test_unknown_unsup_loss_names_the_valid_ones(tiny_cfg):
+    tiny_cfg.SOFT_TEACHER.UNSUP_LOSSES = ("rpn", "roi")
+    with pytest.raises(ValueError, match="must be a subset of"):
+        build_model(tiny_cfg)
+
+
 def test_a_plain_list_gives_the_supervised_losses_only(model):
     losses, _ = train_step(model, [labeled(0), labeled(1)])
     assert set(losses) == SUP_KEYS

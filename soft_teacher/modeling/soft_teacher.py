@@ -20,7 +20,7 @@ from detectron2.structures import Instances
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from ..config import EVAL_MODELS
+from ..config import EVAL_MODELS, UNSUP_LOSSES
 from .pseudo_label_quality import pseudo_label_counts, stats_from_counts
 from .pseudo_labels import TeacherOutput, teacher_pseudo_labels
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
@@ -80,6 +80,7 @@ class SoftTeacher(nn.Module):
         burn_in_iters: int = 0,
         eval_model: str = "teacher",
         strong_view_bn_stats: bool = False,
+        unsup_losses: Tuple[str, ...] = UNSUP_LOSSES,
     ):
         """
         Args:
@@ -92,6 +93,8 @@ class SoftTeacher(nn.Module):
                 fraction of the box width/height.
             unsup_weight: factor of every unsupervised loss.
             burn_in_iters: iterations (EventStorage.iter) with supervised losses only.
+            unsup_losses: which unsupervised losses the student gets, a subset of :data:`UNSUP_LOSSES`
+                (``"rpn"``: both RPN losses; ``"roi_cls"``; ``"roi_reg"``), e.g. for ablations.
             strong_view_bn_stats: whether the student's forward on the student (strong) views updates
                 BatchNorm running statistics; if not, they come from the labeled images only.
             eval_model: which detector predicts in eval mode: "teacher", "student", or "both"
@@ -118,6 +121,11 @@ class SoftTeacher(nn.Module):
         self.burn_in_iters = burn_in_iters
         self.eval_model = eval_model
         self.strong_view_bn_stats = strong_view_bn_stats
+        unknown = set(unsup_losses) - set(UNSUP_LOSSES)
+        if unknown:
+            raise ValueError(f"SOFT_TEACHER.UNSUP_LOSSES must be a subset of {UNSUP_LOSSES}, "
+                             f"got {tuple(unsup_losses)}.")
+        self.unsup_losses = tuple(unsup_losses)
 
     @classmethod
     def from_config(cls, cfg):
@@ -137,6 +145,7 @@ class SoftTeacher(nn.Module):
             "burn_in_iters": st.BURN_IN_ITERS,
             "eval_model": st.EVAL_MODEL,
             "strong_view_bn_stats": st.STRONG_VIEW_BN_STATS,
+            "unsup_losses": tuple(st.UNSUP_LOSSES),
         }
 
     @property
@@ -164,7 +173,7 @@ class SoftTeacher(nn.Module):
             In training, a dict of scalar losses: ``sup_loss_rpn_cls``, ``sup_loss_rpn_loc``,
             ``sup_loss_cls``, ``sup_loss_box_reg`` and, from a ``{"labeled", "unlabeled"}`` batch
             after burn-in, ``unsup_loss_rpn_cls``, ``unsup_loss_rpn_loc``, ``unsup_loss_cls``,
-            ``unsup_loss_box_reg`` (already times ``unsup_weight``). In eval mode, the
+            ``unsup_loss_box_reg`` (already times ``unsup_weight``; those ``unsup_losses`` enables). In eval mode, the
             predictions of :attr:`eval_detector`, as ``GeneralizedRCNN`` returns them.
         """
         if not self.training:
@@ -216,18 +225,21 @@ class SoftTeacher(nn.Module):
 
         with storage.name_scope("unsup"), _batch_norm_statistics_kept(self.student, not self.strong_view_bn_stats):
             features = self.student.backbone(images.tensor)
-            proposals, losses = self.student.proposal_generator(images, features, rpn_sets)
-            losses["loss_cls"] = unsup_roi_cls_loss(
-                self.student.roi_heads,
-                features,
-                proposals,
-                cls_sets,
-                self.teacher.roi_heads,
-                teacher_out.features,
-                student_to_teacher,
-                teacher_out.images.image_sizes,
-            )
-            losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
+            proposals, rpn_losses = self.student.proposal_generator(images, features, rpn_sets)
+            losses = rpn_losses if "rpn" in self.unsup_losses else {}
+            if "roi_cls" in self.unsup_losses:
+                losses["loss_cls"] = unsup_roi_cls_loss(
+                    self.student.roi_heads,
+                    features,
+                    proposals,
+                    cls_sets,
+                    self.teacher.roi_heads,
+                    teacher_out.features,
+                    student_to_teacher,
+                    teacher_out.images.image_sizes,
+                )
+            if "roi_reg" in self.unsup_losses:
+                losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
         return {f"unsup_{name}": value * self.unsup_weight for name, value in losses.items()}
 
     def _pseudo_label_counts(
