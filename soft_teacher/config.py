@@ -25,39 +25,36 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     """Add the Soft Teacher keys to ``cfg`` in place and return it."""
     cfg.SOFT_TEACHER = CN()
     st = cfg.SOFT_TEACHER
-    # Teacher detections with score >= this are the candidate pseudo boxes (after per-class NMS).
+    # Teacher detections (after per-class NMS) with score >= this are the candidate pseudo boxes.
     st.INITIAL_SCORE_THRESH = 0.5
-    # Pseudo boxes with score >= this are the student's RPN ground truth.
+    # Candidates with score >= this are the ground truth of the student's RPN losses.
     st.RPN_PSEUDO_THRESH = 0.9
-    # Pseudo boxes with score >= this are the ground truth of the soft-weighted ROI classification.
+    # Candidates with score >= this are the ground truth of the soft-weighted ROI classification loss.
     st.CLS_PSEUDO_THRESH = 0.9
-    # Pseudo boxes (from the initial set) with box-jitter uncertainty < this supervise ROI regression.
+    # Candidates with box-jitter uncertainty < this are the ground truth of the ROI regression loss.
     st.REG_UNCERTAINTY_THRESH = 0.02
-    # Number of jittered copies of each candidate box used to measure its regression uncertainty.
+    # Jittered copies per candidate from which its uncertainty is measured (>= 2).
     st.JITTER_TIMES = 10
     # Std of the jitter offsets, as a fraction of the box width (x coordinates) / height (y coordinates).
     st.JITTER_SCALE = 0.06
-    # Weight of the unsupervised losses in the total loss (2.0 in the paper's full-COCO setting).
+    # Factor of every unsupervised loss (the paper's partial-COCO value; the full-COCO config sets its own).
     st.UNSUP_WEIGHT = 4.0
-    # The unsupervised losses the student gets: a subset of rpn (both RPN losses), roi_cls, roi_reg (ablations).
+    # Unsupervised losses the student gets, a subset of UNSUP_LOSSES ("rpn" is both RPN losses); for ablations.
     st.UNSUP_LOSSES = UNSUP_LOSSES
-    # EMA momentum m of the teacher update after each step: teacher <- m_k * teacher + (1 - m_k) * student,
-    # warmed up as in the reference: m_k = min(m, 1 - 1 / (k + 1)), k = iter + 1 - BURN_IN_ITERS after iteration
-    # iter: 0 (a copy), 1/2, 2/3, ... up to m, so the teacher is the running mean of the students until then
-    # (for ever with m = 1).
+    # Final EMA momentum of the teacher; it warms up from 0 (a copy of the student), see engine/hooks.py TeacherEMA.
     st.EMA_MOMENTUM = 0.999
-    # Supervised-only iterations before the unsupervised losses start (paper: 0). The teacher is not updated
-    # during them; the update after the last one (k = 0 above) makes it a copy of the student.
+    # Supervised-only iterations before the unsupervised losses start; the teacher is copied from the student
+    # after the last one and not updated before.
     st.BURN_IN_ITERS = 0
-    # Whether the student's forward on strong views updates BatchNorm running statistics (False: only
-    # labeled images, like inference images, set them; no effect on frozen BN such as the COCO configs').
+    # Whether the student's forward on strong views updates BatchNorm running statistics (False: labeled images
+    # alone set them, as they resemble inference images; frozen BN, as in the COCO configs, ignores this).
     st.STRONG_VIEW_BN_STATS = False
-    # Which model inference and --eval-only use: "teacher", "student" or "both" (periodic evaluation: both).
+    # Model used by inference and --eval-only: "teacher", "student" or "both"; periodic evaluation reports both.
     st.EVAL_MODEL = "teacher"
     # Warn when no pseudo box passes the thresholds for this many iterations in a row (0 disables).
     st.NO_PSEUDO_BOX_WARN_ITERS = 200
 
-    # Unlabeled training sets (registered dataset names); their annotations, if any, are never trained on.
+    # Unlabeled training sets (registered names); annotations they may carry are never trained on.
     cfg.DATASETS.TRAIN_UNLABELED = ()
     # Custom labeled COCO-format sets to register: ((name, json_file, image_root), ...).
     cfg.DATASETS.CUSTOM_COCO = ()
@@ -67,23 +64,20 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     # Unlabeled images per iteration over all GPUs (SOLVER.IMS_PER_BATCH counts the labeled ones).
     cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 32
 
-    # Photometric ops of the labeled and the student (strong) views; one is drawn per image.
+    # Photometric ops of the labeled views and the student (strong) view; one is drawn per image.
     cfg.INPUT.PHOTOMETRIC_OPS = PHOTOMETRIC_OPS
-    # Geometric ops of the student view; one is drawn per image, uniformly from this list (the reference's
-    # odds: translate 1/2, along x or along y only, rotate 1/4, shear along x then y 1/4). The photometric
-    # op and the geometric op are applied in a random order per image.
+    # Geometric ops of the student view, one drawn uniformly per image (the reference's odds: translate 1/2,
+    # rotate 1/4, shear 1/4) and applied before or after the photometric op, at random.
     cfg.INPUT.STRONG_GEOMETRIC_OPS = GEOMETRIC_OPS
     # Largest translation of the student view, as a fraction of the image width/height.
     cfg.INPUT.STRONG_TRANSLATE_FRAC = 0.1
     # Largest rotation of the student view, in degrees.
     cfg.INPUT.STRONG_ROTATE_DEG = 30.0
-    # Largest shear angle a of the student view along x and along y, in degrees; the shear factor is tanh(a in
-    # radians), about the image's top-left corner (the reference's mmcv shear).
+    # Largest shear angle of the student view along x and along y, in degrees (factor tanh, as mmcv's shear).
     cfg.INPUT.STRONG_SHEAR_DEG = 30.0
-    # Number of grey random-erasing rectangles on the student view, uniform in min..max, both included
-    # (the reference's numpy randint(1, 5): 1 to 4).
+    # Number of grey rectangles erased from the student view, drawn uniformly from this inclusive range.
     cfg.INPUT.ERASE_COUNT = (1, 4)
-    # Each rectangle is r * height high and r * width wide, r ~ U(0, ERASE_MAX_FRAC) drawn per rectangle (< 1).
+    # Each erased rectangle is r * height by r * width, r ~ U(0, this) per rectangle (< 1).
     cfg.INPUT.ERASE_MAX_FRAC = 0.2
     return cfg
 

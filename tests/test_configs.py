@@ -1,5 +1,11 @@
-"""The yaml configs: every one loads and builds its model; the COCO ones hold the paper's settings."""
+"""The yaml configs: every one loads and builds its model; the COCO ones hold the paper's settings.
+
+How to run the COCO configs is README.md's "Training on COCO" section (each COCO config's one-line
+header points there): its commands are checked here against the configs.
+"""
+import fnmatch
 import glob
+import itertools
 import os
 import re
 import shlex
@@ -11,6 +17,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 
 import soft_teacher  # noqa: F401  (registers the meta-architecture and the datasets)
 from commands import REPO, join_commands, load_tool, parse_train_net
+from soft_teacher.config import get_cfg
 from soft_teacher.engine import load_config
 
 ALL_CONFIGS = sorted(
@@ -18,6 +25,9 @@ ALL_CONFIGS = sorted(
 )
 COCO_CONFIGS = [path for path in ALL_CONFIGS if path.startswith(os.path.join("configs", "coco", ""))]
 PERCENTS = (1, 2, 5, 10)
+PARTIAL_SPLIT = re.compile(r"coco_2017_train_(\d+)pct_(\d)(_unlabeled)?")
+with open(os.path.join(REPO, "README.md")) as f:
+    README = f.read()
 
 
 def load(config_path, opts=()):
@@ -44,14 +54,22 @@ def train_net_invocations(config_path):
     ]
 
 
-def tool_invocations(config_path, tool):
-    """The parsed arguments of each ``python tools/<tool>.py`` command of a config's header."""
-    module = load_tool(tool)
-    return [
-        module.parse_args(argv[2:])
-        for argv in map(shlex.split, header_commands(config_path))
-        if argv[:2] == ["python", f"tools/{tool}.py"]
-    ]
+def readme_section(title):
+    """The text of README.md's ``## <title>`` section, up to the next ``## `` heading."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.M | re.S)
+    assert match, f'README.md has no section "{title}"'
+    return match.group(1)
+
+
+def coco_section_commands():
+    """The ``python ...`` commands of README's COCO section, as argument lists."""
+    blocks = re.findall(r"```bash\n(.*?)```", readme_section("Training on COCO"), flags=re.S)
+    return [shlex.split(c) for c in join_commands(line for block in blocks for line in block.splitlines())]
+
+
+def coco_section_train_net():
+    """``(args, cfg)`` of each ``python train_net.py`` command of README's COCO section."""
+    return [parse_train_net(argv[2:]) for argv in coco_section_commands() if argv[:2] == ["python", "train_net.py"]]
 
 
 def test_configs_are_found():
@@ -69,9 +87,19 @@ def test_config_loads_and_builds_its_model(config_path):
 
 
 @pytest.mark.parametrize("config_path", COCO_CONFIGS)
-def test_coco_config_header_gives_its_own_training_command(config_path):
-    configs_trained = [args.config_file for args, _ in train_net_invocations(config_path)]
-    assert configs_trained and set(configs_trained) == {config_path}
+def test_coco_config_header_is_one_line_naming_a_readme_section(config_path):
+    with open(os.path.join(REPO, config_path)) as f:
+        header = list(itertools.takewhile(lambda line: line.startswith("#"), f))
+    assert len(header) == 1, f"{config_path}: the how-to belongs in README.md, not in the header"
+    (section,) = re.findall(r'README\.md, "([^"]+)"', header[0])
+    readme_section(section)
+
+
+def test_readme_coco_section_names_every_coco_config():
+    named = re.findall(r"`(configs/coco/[^`]+\.yaml)`", readme_section("Training on COCO"))
+    named += [args.config_file for args, _ in coco_section_train_net()]
+    for path in COCO_CONFIGS:
+        assert any(fnmatch.fnmatch(path, pattern) for pattern in named), f"README's COCO section never names {path}"
 
 
 @pytest.mark.parametrize("config_path", ALL_CONFIGS)
@@ -81,13 +109,19 @@ def test_header_runs_only_scripts_of_this_repository(config_path):
         assert os.path.isfile(os.path.join(REPO, script)), f"{config_path}: {command}"
 
 
-@pytest.mark.parametrize("config_path", [path for path in COCO_CONFIGS if "pct" in path])
-def test_partial_config_header_writes_the_splits_it_trains_on(config_path):
-    (splits,) = tool_invocations(config_path, "make_coco_splits")
-    for _, cfg in train_net_invocations(config_path):
-        for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TRAIN_UNLABELED:
-            percent, fold = re.fullmatch(r"coco_2017_train_(\d+)pct_(\d)(_unlabeled)?", name).group(1, 2)
-            assert float(percent) in splits.percent and int(fold) in splits.fold
+def test_readme_coco_section_writes_the_splits_that_configs_and_commands_train_on():
+    module = load_tool("make_coco_splits")
+    (splits,) = [
+        module.parse_args(argv[2:])
+        for argv in coco_section_commands()
+        if argv[:2] == ["python", "tools/make_coco_splits.py"]
+    ]
+    cfgs = [load(path) for path in COCO_CONFIGS if "pct" in path] + [cfg for _, cfg in coco_section_train_net()]
+    names = [name for cfg in cfgs for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TRAIN_UNLABELED]
+    partial = [PARTIAL_SPLIT.fullmatch(name) for name in names if PARTIAL_SPLIT.fullmatch(name)]
+    assert len(partial) >= 2 * len(PERCENTS)
+    for match in partial:
+        assert float(match.group(1)) in splits.percent and int(match.group(2)) in splits.fold, match.group(0)
 
 
 @pytest.mark.parametrize("config_path", [path for path in ALL_CONFIGS if header_commands(path)])
@@ -117,13 +151,14 @@ def test_coco_configs_share_the_caffe_r50_fpn_detector_and_input():
 
 @pytest.mark.parametrize("percent", PERCENTS)
 def test_soft_teacher_partial_config_has_the_paper_schedule(percent):
+    """The paper's SOFT_TEACHER values are config.py's defaults (tests/test_config.py); no COCO yaml repeats them."""
     cfg = load(f"configs/coco/soft_teacher_R50_FPN_{percent}pct.yaml")
     assert cfg.MODEL.META_ARCHITECTURE == "SoftTeacher"
     assert cfg.DATASETS.TRAIN == (f"coco_2017_train_{percent}pct_1",)
     assert cfg.DATASETS.TRAIN_UNLABELED == (f"coco_2017_train_{percent}pct_1_unlabeled",)
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH_UNLABELED) == (8, 32)  # 1 + 4 per GPU
     assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.BASE_LR) == (180000, (120000, 160000), 0.01)
-    assert cfg.SOFT_TEACHER.UNSUP_WEIGHT == 4.0
+    assert cfg.SOFT_TEACHER == get_cfg().SOFT_TEACHER and cfg.SOFT_TEACHER.UNSUP_WEIGHT == 4.0
 
 
 @pytest.mark.parametrize("percent", PERCENTS)
@@ -136,19 +171,21 @@ def test_supervised_partial_baseline_trains_on_the_same_labeled_split_only(perce
         assert supervised.SOLVER[key] == soft.SOLVER[key]
 
 
-@pytest.mark.parametrize("percent", PERCENTS)
-def test_fold_command_selects_fold_2_for_labeled_and_unlabeled_sets(percent):
-    (_, fold1), (_, fold2) = train_net_invocations(f"configs/coco/soft_teacher_R50_FPN_{percent}pct.yaml")
-    assert fold2.DATASETS.TRAIN == (f"coco_2017_train_{percent}pct_2",)
-    assert fold2.DATASETS.TRAIN_UNLABELED == (f"coco_2017_train_{percent}pct_2_unlabeled",)
-    assert fold2.OUTPUT_DIR != fold1.OUTPUT_DIR
-
-
-@pytest.mark.parametrize("percent", PERCENTS)
-def test_supervised_fold_command_selects_fold_2(percent):
-    (_, fold1), (_, fold2) = train_net_invocations(f"configs/coco/supervised_R50_FPN_{percent}pct.yaml")
-    assert fold2.DATASETS.TRAIN == (f"coco_2017_train_{percent}pct_2",)
-    assert fold2.OUTPUT_DIR != fold1.OUTPUT_DIR
+def test_readme_fold_commands_move_every_dataset_to_the_same_other_fold():
+    """README's other-fold commands, for Soft Teacher and for a supervised baseline."""
+    moved = []
+    for args, cfg in coco_section_train_net():
+        fold1 = load(args.config_file)
+        if cfg.DATASETS.TRAIN == fold1.DATASETS.TRAIN:
+            continue
+        moved.append(cfg.MODEL.META_ARCHITECTURE)
+        (labeled,), (labeled_fold1,) = cfg.DATASETS.TRAIN, fold1.DATASETS.TRAIN
+        percent, fold = PARTIAL_SPLIT.fullmatch(labeled).group(1, 2)
+        assert PARTIAL_SPLIT.fullmatch(labeled_fold1).group(1, 2) == (percent, "1") and fold != "1"
+        expected_unlabeled = (f"{labeled}_unlabeled",) if fold1.DATASETS.TRAIN_UNLABELED else ()
+        assert cfg.DATASETS.TRAIN_UNLABELED == expected_unlabeled
+        assert cfg.OUTPUT_DIR != fold1.OUTPUT_DIR
+    assert sorted(moved) == ["GeneralizedRCNN", "SoftTeacher"]
 
 
 def test_soft_teacher_full_config_has_the_paper_schedule():

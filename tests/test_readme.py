@@ -1,4 +1,6 @@
-"""README.md's commands are ones the code accepts: make targets, train_net.py and tools/ arguments."""
+"""README.md's commands are ones the code accepts (make targets, train_net.py and tools/ arguments), and its
+config-key table names keys that exist."""
+import fnmatch
 import os
 import re
 
@@ -61,3 +63,30 @@ def test_train_net_commands_parse_and_name_known_datasets(argv):
 def test_tool_commands_parse(argv):
     tool = os.path.splitext(os.path.basename(argv[0]))[0]
     load_tool(tool).parse_args(argv[1:])
+
+
+def config_table_keys():
+    """Full key names of README's "Config keys" table: ``A.B`` / ``C`` is ``A.B`` and ``A.C``; ``A.B_*`` a pattern."""
+    section = re.search(r"^## Config keys\n(.*?)(?=^## )", README, flags=re.M | re.S).group(1)
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("|")]
+    header, rows = [cell.strip() for cell in rows[0]], rows[2:]
+    keys = []
+    for row in rows:
+        prefix = ""
+        for name in re.findall(r"`([A-Z0-9_.*]+)`", row[0]):
+            if "." in name:
+                prefix = name.rsplit(".", 1)[0] + "."
+            keys.append(name if "." in name else prefix + name)
+    return header, keys
+
+
+def test_config_table_names_existing_keys_and_leaves_defaults_to_config_py():
+    from soft_teacher.config import _full_keys, get_cfg
+
+    header, keys = config_table_keys()
+    assert header == ["key", "meaning"]  # defaults are read in soft_teacher/config.py only
+    existing = _full_keys(get_cfg())
+    for key in keys:
+        assert [k for k in existing if fnmatch.fnmatchcase(k, key)], f"README names a key that does not exist: {key}"
+    soft_teacher_keys = [k for k in existing if k.startswith("SOFT_TEACHER.")]
+    assert sorted(set(soft_teacher_keys) - set(keys)) == []

@@ -1,14 +1,10 @@
 """The teacher follows the student by exponential moving average (EMA).
 
-After each optimizer step: ``t <- m_k * t + (1 - m_k) * s`` for every parameter and every
-floating-point buffer (BatchNorm running statistics); integer buffers (BatchNorm's
-``num_batches_tracked``) are copied. Teacher and student must have the same architecture.
-
-The momentum warms up as in the reference (microsoft/SoftTeacher, ``MeanTeacher`` hook with
-``warm_up=0``): ``m_k = min(m, 1 - 1 / (k + 1))`` (:func:`ema_momentum`) for the ``k``-th
-teacher update (``k = 0, 1, 2, ...``): 0 (a copy of the student), 1/2, 2/3, ... up to ``m``.
-Until ``1 - 1 / (k + 1)`` reaches ``m`` the teacher is the plain mean of the students it has
-seen, so the first, poor students do not linger in it for ~1 / (1 - m) steps.
+Parameters and floating-point buffers (BatchNorm running statistics) move as
+``t <- m_k * t + (1 - m_k) * s``; integer buffers (``num_batches_tracked``) are copied. As in the
+reference (microsoft/SoftTeacher ``MeanTeacher``, ``warm_up=0``) the momentum of the ``k``-th update
+is ``m_k = min(m, 1 - 1 / (k + 1))``: until it reaches ``m`` the teacher is the plain mean of the
+students seen so far, so the first, poor students do not linger in it for ~1 / (1 - m) steps.
 """
 from typing import Iterator, Tuple
 
@@ -30,15 +26,7 @@ def _paired(teacher_items: Iterator[Tuple[str, torch.Tensor]], student_items: It
 
 
 def ema_momentum(momentum: float, num_updates: int) -> float:
-    """The warmed-up momentum ``min(momentum, 1 - 1 / (num_updates + 1))`` of an EMA update.
-
-    Args:
-        momentum: the final momentum ``m`` in ``[0, 1]`` (``SOFT_TEACHER.EMA_MOMENTUM``).
-        num_updates: ``k``, the number of teacher updates before this one (>= 0).
-
-    Returns:
-        0 for ``k = 0`` (the teacher becomes the student), then 1/2, 2/3, 3/4, ..., capped at ``m``.
-    """
+    """``m_k`` after ``k = num_updates`` earlier updates: 0 (a copy of the student), 1/2, 2/3, ... <= ``momentum``."""
     if num_updates < 0:
         raise ValueError(f"The number of teacher updates must be >= 0, got {num_updates}.")
     return min(momentum, 1.0 - 1.0 / (num_updates + 1))
@@ -46,13 +34,9 @@ def ema_momentum(momentum: float, num_updates: int) -> float:
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """In place: ``teacher = momentum * teacher + (1 - momentum) * student``.
+    """In place, ``teacher = momentum * teacher + (1 - momentum) * student`` (unwrap DDP first).
 
-    Args:
-        teacher, student: modules with the same architecture (e.g. ``SoftTeacher.teacher`` and
-            ``.student``; unwrap DistributedDataParallel first).
-        momentum: ``m`` in ``[0, 1]``; 1 keeps the teacher, 0 copies the student (exactly, even
-            over a non-finite teacher).
+    Momentum 0 copies the student exactly, even over a non-finite teacher.
     """
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"EMA momentum must be in [0, 1], got {momentum} (SOFT_TEACHER.EMA_MOMENTUM).")

@@ -1,35 +1,24 @@
 """Per-iteration statistics of the pseudo labels, written to Detectron2's EventStorage.
 
-With several processes every scalar is over the whole iteration's unlabeled batch (all
-ranks): each rank sums :func:`pseudo_label_counts`, the sums are added across ranks, and
-:func:`stats_from_counts` turns them into the scalars below.
+Every scalar covers the whole iteration's unlabeled batch, all ranks: each rank sums
+:func:`pseudo_label_counts`, the sums are added across ranks, and :func:`stats_from_counts`
+divides. Names, all under ``pseudo/``:
 
-Names (all under ``pseudo/``):
+- ``boxes_per_image_rpn`` / ``_cls`` / ``_reg``: pseudo boxes per image reaching each student loss
+  (student view, after dropping the boxes that left it);
+- ``teacher_score_mean``: mean score of the candidate pseudo boxes, 0 if none;
+- ``uncertainty_p10`` / ``_p50`` / ``_p90``: percentiles of the candidates' jitter uncertainty, what
+  ``SOFT_TEACHER.REG_UNCERTAINTY_THRESH`` lets through (binned by :data:`UNCERTAINTY_BIN` up to 0.3:
+  five times the default ``JITTER_SCALE``, which is what an untrained regressor scores);
+- ``precision`` / ``recall`` of the classification set, and ``precision_at_T`` / ``recall_at_T`` of
+  the candidates scoring >= T for each T of :data:`SCORE_GRID` not below the candidates' own threshold:
+  only when the unlabeled images carry hidden annotations, and only where defined.
 
-- ``boxes_per_image_rpn`` / ``_cls`` / ``_reg``: mean number of pseudo boxes per image
-  that reach the student's RPN, ROI classification and ROI regression losses (student
-  view, after dropping boxes that left it);
-- ``teacher_score_mean``: mean score of the candidate pseudo boxes (teacher view), 0 if none;
-- ``uncertainty_p10`` / ``_p50`` / ``_p90``: percentiles of the candidates' box-jitter
-  uncertainty (read off a histogram of :data:`UNCERTAINTY_BIN` wide bins up to 0.3, an untrained
-  regressor's 0.06 times five), when there are candidates: what ``SOFT_TEACHER.REG_UNCERTAINTY_THRESH``
-  lets through;
-- ``precision`` / ``recall``: only when the unlabeled images carry hidden annotations,
-  of the classification set against them, in the teacher view; and ``precision_at_T`` /
-  ``recall_at_T`` of the candidates with score >= T for each T of :data:`SCORE_GRID` not below
-  ``SOFT_TEACHER.INITIAL_SCORE_THRESH`` (the candidates' own threshold), what another threshold
-  would give. Each is written only when defined (some pseudo boxes for
-  precision, some annotations for recall).
-
-Matching for precision/recall is greedy and one-to-one, as in COCO evaluation: pseudo
-boxes in decreasing score order each take the not yet matched annotation of the same
-class with the highest IoU, if that IoU is >= 0.5. Greedy matching in score order makes
-the matches of the boxes above any threshold a prefix of those of all candidates, so one
-pass serves every threshold.
-
-Offline, :func:`measure_pseudo_labels` gives the same precision and recall (and how well
-the jitter uncertainty singles out well-localised boxes) of a checkpoint over a sample of
-unlabeled images; ``tools/measure_pseudo_labels.py`` is its command line.
+Matching is greedy and one-to-one, as in COCO evaluation, in the teacher view: in decreasing score
+order each pseudo box takes the unmatched same-class annotation of highest IoU, if >= 0.5. So the
+matches above any threshold are a prefix of those of all candidates, and one pass serves every
+threshold. Offline, :func:`measure_pseudo_labels` (``tools/measure_pseudo_labels.py``) gives the same
+figures for a checkpoint over a sample of unlabeled images.
 """
 import math
 from typing import Callable, Dict, List, Optional, Sequence
@@ -57,12 +46,7 @@ def same_class_iou(pseudo_labels: Instances, annotations: Instances) -> torch.Te
 
 
 def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thresh: float = MATCH_IOU) -> torch.Tensor:
-    """``(P,)`` bool: which pseudo boxes match an annotation (same class, IoU >= ``iou_thresh``, one-to-one).
-
-    Args:
-        pseudo_labels: ``gt_boxes``, ``gt_classes``, ``scores`` of one image.
-        annotations: ``gt_boxes``, ``gt_classes`` of the same image, same frame.
-    """
+    """``(P,)`` bool: the pseudo boxes of one image that match an annotation (same frame), greedily by score."""
     iou = same_class_iou(pseudo_labels, annotations)
     unmatched = torch.ones(len(annotations), dtype=torch.bool, device=iou.device)
     matched = torch.zeros(len(pseudo_labels), dtype=torch.bool, device=iou.device)
@@ -92,18 +76,11 @@ def pseudo_label_counts(
     annotations_teacher_view: Optional[List[Instances]] = None,
     initial_thresh: float = 0.0,
 ) -> torch.Tensor:
-    """The sums behind the ``pseudo/*`` scalars of one batch: a float64 tensor of shape ``(len(COUNT_NAMES),)``.
+    """The float64 ``(len(COUNT_NAMES),)`` sums behind one batch's ``pseudo/*`` scalars.
 
-    Sums, not ratios, so that several processes' batches combine exactly by adding their
-    tensors (one ``all_reduce``) before :func:`stats_from_counts` divides.
-
-    Args:
-        candidates: per image, the candidate pseudo boxes with ``scores`` and ``uncertainty`` (teacher view).
-        rpn_sets, cls_sets, reg_sets: per image, the pseudo boxes given to each loss (student view).
-        cls_thresh: the classification score threshold (``SOFT_TEACHER.CLS_PSEUDO_THRESH``).
-        annotations_teacher_view: per image, the hidden annotations in the teacher view, if known.
-        initial_thresh: the candidates' score threshold (``SOFT_TEACHER.INITIAL_SCORE_THRESH``): grid
-            thresholds below it are left out, as the candidates do not tell what they would give.
+    Sums, not ratios, so that ranks combine exactly with one ``all_reduce``. ``candidates`` and
+    ``annotations_teacher_view`` are in the teacher view, the three loss sets in the student view.
+    Grid thresholds below ``initial_thresh`` are unknown: the candidates cannot tell what they give.
     """
     scores = torch.cat([c.scores for c in candidates])
     uncertainty = torch.cat([c.uncertainty for c in candidates]).double()
@@ -146,11 +123,7 @@ def _percentile(histogram: List[float], percent: float) -> float:
 
 
 def stats_from_counts(counts: torch.Tensor) -> Dict[str, float]:
-    """The ``pseudo/*`` scalars (see the module docstring) of summed :func:`pseudo_label_counts`.
-
-    Precision and recall are given only when every summed batch had hidden annotations, and
-    each only when defined (some pseudo boxes for precision, some annotations for recall).
-    """
+    """The ``pseudo/*`` scalars of summed counts; precision and recall only if every batch had annotations."""
     c = dict(zip(COUNT_NAMES, counts.tolist()))
     stats = {
         "pseudo/boxes_per_image_rpn": c["boxes_rpn"] / c["images"],
@@ -199,23 +172,14 @@ def require_hidden_annotations(dataset_dicts: Sequence[dict], dataset_name: str 
 def pseudo_label_figures(
     candidates: Sequence[Instances], annotations: Sequence[Instances], initial_score_thresh: float = 0.0
 ) -> Dict:
-    """Quality figures of candidate pseudo boxes against annotations, over several images.
+    """JSON-ready quality figures of candidate pseudo boxes against annotations in the same frame.
 
-    Args:
-        candidates: per image, ``gt_boxes``, ``gt_classes``, ``scores``, ``uncertainty`` (all with
-            score >= ``initial_score_thresh``).
-        annotations: per image, ``gt_boxes``, ``gt_classes`` in the same frame.
-        initial_score_thresh: thresholds of :data:`MEASURE_SCORE_GRID` below it are left out.
-
-    Returns:
-        A JSON-ready dict: ``images``, ``annotations``, ``candidates``, ``initial_score_thresh``;
-        ``score_thresholds``: per threshold ``T``, the candidates with score >= ``T``: ``boxes``,
-        ``boxes_per_image``, ``true_positives``, ``precision``, ``recall`` (greedy one-to-one
-        matching, :func:`true_positive_mask`); ``uncertainty_percentiles``: ``{"p10": ...}`` over
-        every candidate; ``uncertainty_thresholds``: per threshold ``U`` of :data:`UNCERTAINTY_GRID`
-        (``None``: all), the candidates with uncertainty < ``U``: ``candidates``, ``mean_iou`` (with
-        the best annotation of the same class, matched or not) and ``well_localised_share`` (of
-        those with that IoU >= :data:`WELL_LOCALISED_IOU`). A ratio without a denominator is ``None``.
+    ``score_thresholds`` gives, per threshold of :data:`MEASURE_SCORE_GRID` not below
+    ``initial_score_thresh``, the candidates' precision and recall. ``uncertainty_thresholds`` gives,
+    per threshold ``U`` of :data:`UNCERTAINTY_GRID`, the candidates with uncertainty < ``U``, their
+    mean IoU with the best same-class annotation (matched or not) and the share of them at or above
+    :data:`WELL_LOCALISED_IOU`: whether low uncertainty singles out well-localised boxes. A ratio
+    without a denominator is ``None``.
     """
     cpu = [c.to("cpu") for c in candidates]
     anns = [a.to("cpu") for a in annotations]
@@ -276,20 +240,10 @@ def measure_pseudo_labels(
 ) -> Dict:
     """:func:`pseudo_label_figures` of a detector's pseudo labels on annotated images, as training makes them.
 
-    Each image goes through ``mapper`` (the training one, ``UnlabeledDatasetMapper(cfg, True)``:
-    its teacher view and ``hidden_instances``), is pseudo-labelled one at a time with
-    :func:`teacher_pseudo_labels` and its annotations are moved into the teacher view.
-
-    Args:
-        model: a plain detector in eval mode, or a teacher-student model (its ``teacher`` labels).
-        mapper: dataset dict -> ``{"teacher": {"image", "transform_matrix"}, "hidden_instances"}``,
-            or None for an unreadable image (skipped, counted in ``skipped_images``).
-        dataset_dicts: the images; each must have ``annotations``.
-        score_thresh, jitter_times, jitter_scale: ``SOFT_TEACHER.INITIAL_SCORE_THRESH``,
-            ``JITTER_TIMES`` and ``JITTER_SCALE``.
-
-    Raises:
-        ValueError: a dict has no ``annotations`` (before any image is pseudo-labelled).
+    ``mapper`` is the training one (``UnlabeledDatasetMapper(cfg, True)``), so each image gets its
+    teacher view, pseudo-labelled alone, and its ``hidden_instances`` moved into that view; an image it
+    cannot read counts in ``skipped_images``. ``model`` is a plain detector in eval mode or a
+    teacher-student model, whose teacher labels.
     """
     require_hidden_annotations(dataset_dicts)
     teacher = getattr(model, "teacher", model)

@@ -1,7 +1,6 @@
-"""Teacher pseudo-labelling: detections on the teacher view, box-jitter uncertainty, soft weights.
+"""Teacher pseudo-labelling: detections, box-jitter uncertainty, soft weights.
 
-Everything here runs the frozen teacher under ``torch.no_grad()``; every box is in the
-teacher view frame.
+Everything here runs the teacher without gradients, and every box is in the teacher view.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +21,9 @@ from .box_head import box_head_predictions
 class TeacherOutput:
     """What one teacher pass over the teacher views leaves for the student's losses.
 
-    Attributes:
-        images: the normalised, padded teacher views; ``image_sizes`` are the unpadded (h, w).
-        features: the teacher's backbone features, kept to score student proposals later.
-        pseudo_labels: per image, the candidate pseudo boxes (teacher detections with
-            score >= the initial threshold), teacher view frame, with fields
-            ``gt_boxes`` (Boxes (N, 4)), ``gt_classes`` (int64 (N,)), ``scores`` (N,)
-            and ``uncertainty`` (N,), the box-jitter regression uncertainty.
+    ``images`` are the padded teacher views (``image_sizes`` unpadded); ``features`` are kept to score
+    student proposals later; ``pseudo_labels`` holds per image the candidate pseudo boxes:
+    ``gt_boxes`` ``(N, 4)``, ``gt_classes``, ``scores`` and jitter ``uncertainty``, each ``(N,)``.
     """
 
     images: ImageList
@@ -38,12 +33,9 @@ class TeacherOutput:
 
 @contextmanager
 def training_proposal_counts(rpn: RPN) -> Iterator[RPN]:
-    """Within the block, ``rpn`` in eval mode keeps its training proposal counts.
+    """Within the block, ``rpn`` in eval mode uses its ``*_NMS_TOPK_TRAIN`` proposal counts.
 
-    Detectron2's RPN picks ``pre_nms_topk[self.training]`` / ``post_nms_topk[self.training]``
-    (``MODEL.RPN.*_NMS_TOPK_TRAIN`` / ``*_TEST``); inside the block both keys give the training
-    counts; the original dicts are restored on exit, whatever happens. Nothing else of the
-    eval mode changes (no loss, non-finite proposals dropped rather than raised).
+    Nothing else of the eval mode changes (no loss; non-finite proposals dropped, not raised).
     """
     pre_nms_topk, post_nms_topk = rpn.pre_nms_topk, rpn.post_nms_topk
     rpn.pre_nms_topk = {True: pre_nms_topk[True], False: pre_nms_topk[True]}
@@ -58,21 +50,12 @@ def training_proposal_counts(rpn: RPN) -> Iterator[RPN]:
 def teacher_detections(
     teacher: GeneralizedRCNN, views: List[dict]
 ) -> Tuple[ImageList, Dict[str, torch.Tensor], List[Instances]]:
-    """Run the full teacher detector: RPN, box head, per-class NMS.
+    """Images, backbone features and per image the detections of the teacher on ``views``.
 
-    As the reference (microsoft/SoftTeacher ``extract_teacher_info``), the RPN keeps its
-    training proposal counts (``MODEL.RPN.PRE_NMS_TOPK_TRAIN`` / ``POST_NMS_TOPK_TRAIN``,
-    :func:`training_proposal_counts`) while the box head uses its test settings
-    (``MODEL.ROI_HEADS.SCORE_THRESH_TEST``, ``NMS_THRESH_TEST``, ``TEST.DETECTIONS_PER_IMAGE``).
-    The teacher's evaluation (``teacher(inputs)`` in eval mode) keeps the test counts.
-
-    Args:
-        teacher: a detector in eval mode, with a Detectron2 ``RPN`` proposal generator.
-        views: per image, a dict with ``"image"``: uint8 ``(3, H_t, W_t)`` teacher view.
-
-    Returns:
-        The preprocessed images, the backbone features and per image the detections
-        (``pred_boxes``, ``scores``, ``pred_classes``) in the teacher view frame.
+    ``views`` holds per image ``{"image": uint8 (3, H_t, W_t)}``. As in the reference
+    (microsoft/SoftTeacher ``extract_teacher_info``) the RPN keeps its training proposal counts
+    while the box head uses its test settings (score threshold, NMS, detections per image);
+    evaluating the teacher keeps the test counts.
     """
     if teacher.training:
         raise RuntimeError("The teacher must be in eval mode to pseudo-label; call teacher.eval() first.")
@@ -87,31 +70,17 @@ def teacher_detections(
 def jitter_boxes(
     boxes: torch.Tensor, times: int, scale: float, generator: Optional[torch.Generator] = None
 ) -> torch.Tensor:
-    """Random copies of boxes: each coordinate moves by N(0, scale * box width (x) / height (y)).
-
-    Args:
-        boxes: ``(N, 4)`` XYXY_ABS boxes.
-        times: number of copies of each box.
-        scale: offset std as a fraction of the box width/height.
-
-    Returns:
-        ``(times, N, 4)`` jittered copies.
-    """
+    """``(times, N, 4)`` copies of ``(N, 4)`` XYXY boxes, each coordinate moved by N(0, scale * box side)."""
     sizes = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)  # (N, 4): w, h, w, h
     noise = torch.randn((times, *boxes.shape), generator=generator, dtype=boxes.dtype, device=boxes.device)
     return boxes + noise * (scale * sizes)
 
 
 def regression_uncertainty(regressed: torch.Tensor, min_side: float = 1e-6) -> torch.Tensor:
-    """Uncertainty of each box from the teacher's regressions of its jittered copies.
+    """``(N,)`` uncertainty of ``N`` boxes from ``(T, N, 4)`` regressions of their ``T >= 2`` jittered copies.
 
-    Args:
-        regressed: ``(T, N, 4)`` XYXY boxes, the ``T >= 2`` regressed copies of ``N`` boxes.
-        min_side: lower bound of the mean box's width/height, so a collapsed box stays finite.
-
-    Returns:
-        ``(N,)``: the std over the copies (unbiased) of each coordinate divided by the
-        width (x) / height (y) of the mean box, averaged over the 4 coordinates.
+    Each coordinate's std over the copies, relative to the mean box's width (x) or height (y), is
+    averaged over the 4 coordinates; ``min_side`` keeps a collapsed box finite.
     """
     mean_box = regressed.mean(dim=0)
     sizes = (mean_box[:, 2:] - mean_box[:, :2]).repeat(1, 2).clamp(min=min_side)
@@ -127,18 +96,10 @@ def jitter_uncertainty(
     times: int,
     scale: float,
 ) -> List[torch.Tensor]:
-    """Box-jitter uncertainty of every detection of the batch, with one box-head call.
+    """Per image, the ``(N_i,)`` box-jitter uncertainty of the detections, with one box-head call.
 
-    Each box is copied ``times`` times (:func:`jitter_boxes`), every copy is regressed by
-    the box head for the detection's class (class-specific regression), the results are
-    clipped to the image and reduced by :func:`regression_uncertainty`.
-
-    Args:
-        roi_heads: the teacher's ROI heads; ``features`` its backbone features.
-        detections: per image, ``pred_boxes`` (N_i, 4) and ``pred_classes`` (N_i,), teacher view.
-
-    Returns:
-        Per image, the ``(N_i,)`` uncertainties.
+    Each copy is regressed for its detection's class and clipped to the image before
+    :func:`regression_uncertainty`.
     """
     jittered = [
         Instances(
@@ -162,14 +123,7 @@ def jitter_uncertainty(
 def teacher_pseudo_labels(
     teacher: GeneralizedRCNN, views: List[dict], score_thresh: float, jitter_times: int, jitter_scale: float
 ) -> TeacherOutput:
-    """Candidate pseudo boxes of a batch of teacher views, with their jitter uncertainty.
-
-    Args:
-        teacher: the teacher detector, in eval mode.
-        views: per image, ``{"image": uint8 (3, H_t, W_t), ...}`` (the teacher view).
-        score_thresh: detections with ``score >= score_thresh`` are kept.
-        jitter_times, jitter_scale: see :func:`jitter_boxes`.
-    """
+    """The candidate pseudo boxes (score >= ``score_thresh``) of a batch of teacher views, with their uncertainty."""
     images, features, detections = teacher_detections(teacher, views)
     candidates = [det[det.scores >= score_thresh] for det in detections]
     uncertainties = jitter_uncertainty(teacher.roi_heads, features, candidates, jitter_times, jitter_scale)
@@ -190,14 +144,6 @@ def teacher_pseudo_labels(
 def teacher_background_probs(
     roi_heads: StandardROIHeads, features: Dict[str, torch.Tensor], boxes: List[Boxes]
 ) -> torch.Tensor:
-    """The teacher's softmax background probability of each box (one box-head call).
-
-    Args:
-        roi_heads: the teacher's ROI heads; ``features`` its backbone features.
-        boxes: per image, ``(R_i, 4)`` boxes in the teacher view frame.
-
-    Returns:
-        ``(R,)`` float32 probabilities, ``R = sum(R_i)``, in the order of ``boxes``.
-    """
+    """``(R,)`` float32 softmax background probability of the teacher-view ``boxes``, ``R = sum(R_i)``."""
     logits, _ = box_head_predictions(roi_heads, features, boxes)
     return F.softmax(logits.float(), dim=1)[:, -1]

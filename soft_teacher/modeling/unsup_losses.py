@@ -1,13 +1,10 @@
-"""The student's ROI losses on pseudo labels (student view frame).
+"""The student's ROI losses on pseudo labels, computed in the student view.
 
-The unsupervised RPN loss needs nothing new: it is the student RPN's own loss with the
-high-score pseudo boxes as ground truth. The two ROI losses sample proposals with the
-student's ``label_and_sample_proposals`` (its ``ROI_HEADS`` settings) against their own
-set of pseudo boxes, each with its own sampling:
-
-- classification, the "soft teacher": foreground proposals weigh 1, background ones
-  weigh the teacher's background probability of the same region in the teacher view;
-- regression: Detectron2's box regression loss against the low-uncertainty pseudo boxes.
+The unsupervised RPN loss needs nothing here: it is the student RPN's own loss on pseudo boxes.
+Each ROI loss samples the student's proposals against its own set of pseudo boxes with the
+student's ``label_and_sample_proposals``: classification weighs a background proposal by the
+teacher's background probability of the same region in the teacher view (the "soft teacher"),
+regression is Detectron2's box loss against the low-uncertainty pseudo boxes.
 """
 from typing import Dict, List, Tuple
 
@@ -26,15 +23,10 @@ from .view_geometry import transform_boxes
 def soft_weighted_cls_loss(
     pred_logits: torch.Tensor, gt_classes: torch.Tensor, background_weights: torch.Tensor
 ) -> torch.Tensor:
-    """``sum(w_i * CE_i) / max(sum(w_i), 1)`` with ``w_i = 1`` (foreground) or the given background weight.
+    """``sum(w_i * CE_i) / max(sum(w_i), 1)``, ``w_i`` 1 for foreground, ``background_weights[i]`` for background.
 
-    Args:
-        pred_logits: ``(R, K + 1)`` class logits, background last.
-        gt_classes: ``(R,)`` labels in ``[0, K]``; ``K`` is background.
-        background_weights: ``(R,)`` weights, used where ``gt_classes == K``.
-
-    Returns:
-        A scalar; 0 (still connected to ``pred_logits``) when ``R == 0``.
+    ``pred_logits`` is ``(R, K + 1)``, ``gt_classes`` and ``background_weights`` ``(R,)``, class ``K`` the
+    background. With ``R == 0`` the loss is 0, still connected to ``pred_logits``.
     """
     num_classes = pred_logits.shape[1] - 1
     weights = torch.where(gt_classes == num_classes, background_weights.float(), 1.0)
@@ -52,23 +44,12 @@ def unsup_roi_cls_loss(
     student_to_teacher: List[torch.Tensor],
     teacher_image_sizes: List[Tuple[int, int]],
 ) -> torch.Tensor:
-    """The soft-teacher classification loss of the student's box head.
+    """The soft-teacher classification loss of the student's box head, times its ``loss_cls`` weight.
 
-    Args:
-        student_heads, student_features: the student's ROI heads and student-view features.
-        proposals: per image, the student RPN's proposals (``proposal_boxes``,
-            ``objectness_logits``), student view.
-        pseudo_labels: per image, the classification pseudo boxes (``gt_boxes``, ``gt_classes``),
-            student view.
-        teacher_heads, teacher_features: the teacher's ROI heads and teacher-view features.
-        student_to_teacher: per image, the ``(3, 3)`` student view -> teacher view matrix,
-            ``inverse(M)``; the sampled proposals travel through it (4 corners, enclosing box)
-            and are clipped to the teacher view, as in the reference, to be scored by the teacher.
-        teacher_image_sizes: per image, the teacher view's unpadded ``(height, width)``
-            (``TeacherOutput.images.image_sizes``).
-
-    Returns:
-        The scalar loss, times the box predictor's ``loss_cls`` weight.
+    ``proposals`` (student RPN) and ``pseudo_labels`` (``gt_boxes``, ``gt_classes``) are per image in
+    the student view. The sampled proposals move through ``student_to_teacher`` (per image, ``(3, 3)``
+    student -> teacher view) and are clipped to the unpadded teacher view sizes, as in the reference,
+    so that the teacher scores them on its own ``teacher_features``.
     """
     sampled = student_heads.label_and_sample_proposals(proposals, pseudo_labels)
     logits, _ = box_head_predictions(student_heads, student_features, [p.proposal_boxes for p in sampled])
@@ -89,16 +70,10 @@ def unsup_roi_reg_loss(
     proposals: List[Instances],
     pseudo_labels: List[Instances],
 ) -> torch.Tensor:
-    """Detectron2's box regression loss (``ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE``) on the sampled foreground.
+    """Detectron2's box regression loss of the sampled foreground, times its ``loss_box_reg`` weight.
 
-    Args:
-        student_heads, student_features, proposals: as in :func:`unsup_roi_cls_loss`.
-        pseudo_labels: per image, the regression pseudo boxes (``gt_boxes``, ``gt_classes``),
-            student view.
-
-    Returns:
-        The scalar loss (normalised by the number of sampled proposals, as Detectron2 does),
-        times the box predictor's ``loss_box_reg`` weight; 0, still connected, without foreground.
+    Arguments as in :func:`unsup_roi_cls_loss`, all in the student view. Normalised by the number of
+    sampled proposals, as Detectron2 does; 0, still connected, without foreground.
     """
     sampled = student_heads.label_and_sample_proposals(proposals, pseudo_labels)
     _, deltas = box_head_predictions(student_heads, student_features, [p.proposal_boxes for p in sampled])

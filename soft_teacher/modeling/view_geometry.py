@@ -1,13 +1,10 @@
 """Moving boxes between views of one image.
 
-Every view carries ``transform_matrix`` A, a ``(3, 3)`` matrix that maps homogeneous
-original pixel coordinates ``(x, y, 1)`` to that view's pixel coordinates. A point goes
-from view ``a`` to view ``b`` with ``M = A_b @ inverse(A_a)``; an axis-aligned box goes
-to the box enclosing its four transformed corners (exact for scale, flip and
-translation; the tightest axis-aligned box for rotation and shear).
-
-All arithmetic runs in float32 with autocast disabled, so a mixed-precision
-training step does not invert matrices or move boxes in half precision.
+Every view carries ``transform_matrix`` A, a ``(3, 3)`` matrix from homogeneous original pixel
+coordinates ``(x, y, 1)`` to that view's pixels. A point goes from view ``a`` to view ``b`` by
+``M = A_b @ inverse(A_a)``; a box goes to the box enclosing its four mapped corners (exact for
+scale, flip and translation; the tightest axis-aligned box for rotation and shear).
+Arithmetic runs in float32 with autocast off, so mixed precision never inverts matrices in half.
 """
 from typing import Tuple
 
@@ -25,15 +22,7 @@ def _autocast_off(device: torch.device):
 
 
 def view_to_view_matrix(from_matrix: torch.Tensor, to_matrix: torch.Tensor) -> torch.Tensor:
-    """The matrix ``M = A_to @ inverse(A_from)`` taking view ``from`` pixels to view ``to`` pixels.
-
-    Args:
-        from_matrix: ``(3, 3)`` original -> view ``from`` (e.g. the teacher view's A_t).
-        to_matrix: ``(3, 3)`` original -> view ``to`` (e.g. the student view's A_s).
-
-    Returns:
-        ``(3, 3)`` float32 tensor on ``to_matrix``'s device.
-    """
+    """``(3, 3)`` float32 ``A_to @ inverse(A_from)``, from view ``from`` pixels to view ``to`` pixels."""
     for name, matrix in (("from_matrix", from_matrix), ("to_matrix", to_matrix)):
         if matrix.shape != (3, 3):
             raise ValueError(f"{name} must be a (3, 3) transform matrix, got shape {tuple(matrix.shape)}")
@@ -43,15 +32,7 @@ def view_to_view_matrix(from_matrix: torch.Tensor, to_matrix: torch.Tensor) -> t
 
 
 def transform_boxes(boxes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Map XYXY boxes through ``matrix``: transform the 4 corners, take their enclosing box.
-
-    Args:
-        boxes: ``(N, 4)`` XYXY_ABS boxes in the source view.
-        matrix: ``(3, 3)`` source view -> target view (see :func:`view_to_view_matrix`).
-
-    Returns:
-        ``(N, 4)`` float32 XYXY_ABS boxes in the target view, not clipped.
-    """
+    """``(N, 4)`` XYXY_ABS boxes through ``matrix`` (source -> target view): ``(N, 4)`` float32, not clipped."""
     with _autocast_off(boxes.device):
         boxes = boxes.float()
         matrix = matrix.to(device=boxes.device, dtype=torch.float32)
@@ -67,16 +48,9 @@ def transform_boxes(boxes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 def boxes_to_view(
     boxes: torch.Tensor, matrix: torch.Tensor, image_size: Tuple[int, int], min_side: float = MIN_BOX_SIDE
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Map boxes into another view, clip them to it and drop the degenerate ones.
+    """Map ``(N, 4)`` boxes into the target view of ``image_size`` ``(h, w)``, clip, drop degenerate ones.
 
-    Args:
-        boxes: ``(N, 4)`` XYXY_ABS boxes in the source view.
-        matrix: ``(3, 3)`` source view -> target view.
-        image_size: ``(height, width)`` of the target view.
-        min_side: boxes narrower or lower than this (pixels, after clipping) are dropped.
-
-    Returns:
-        ``(K, 4)`` float32 boxes in the target view, and the ``(N,)`` bool mask of the kept ones.
+    Returns the ``(K, 4)`` float32 kept boxes (target view) and the ``(N,)`` bool mask selecting them.
     """
     mapped = Boxes(transform_boxes(boxes, matrix))
     mapped.clip(image_size)
@@ -88,11 +62,8 @@ def boxes_to_view(
 def instances_to_view(
     instances: Instances, matrix: torch.Tensor, image_size: Tuple[int, int], box_field: str = "gt_boxes"
 ) -> Instances:
-    """:func:`boxes_to_view` for an ``Instances``: its ``box_field`` moves, the other fields follow.
-
-    Returns:
-        A new ``Instances`` of ``image_size`` (the target view) holding the kept instances.
-    """
+    """:func:`boxes_to_view` for an ``Instances``: a new one of ``image_size`` (target view) with the kept
+    instances, ``box_field`` moved and the other fields filtered alike."""
     boxes, keep = boxes_to_view(instances.get(box_field).tensor, matrix, image_size)
     moved = Instances(image_size)
     for name, value in instances.get_fields().items():
