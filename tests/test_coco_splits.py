@@ -6,7 +6,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from data_fixtures import write_coco
-from soft_teacher.data.datasets.coco_partial import register_coco_partial, split_coco
+from soft_teacher.data.datasets import dataset_root, register_coco_partial, split_coco
 from commands import load_tool
 
 _tool = load_tool("make_coco_splits")
@@ -63,7 +63,7 @@ def test_tool_writes_the_standard_file_names(tmp_path):
 def coco_root(tmp_path):
     """A DETECTRON2_DATASETS root for the partial splits; the default registration is restored afterwards."""
     yield str(tmp_path)
-    register_coco_partial(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+    register_coco_partial(dataset_root())
 
 
 def test_registered_split_loads_what_the_tool_wrote(coco_root):

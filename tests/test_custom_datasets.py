@@ -4,9 +4,13 @@ import os
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from commands import REPO
 from data_fixtures import CATEGORIES, write_coco, write_folder
 from soft_teacher.data import register_custom_datasets
 from soft_teacher.data.datasets import load_image_folder
+from soft_teacher.engine import ConfigError, load_config
+
+DEMO_CONFIG = os.path.join(REPO, "configs", "shapes", "soft_teacher_demo.yaml")
 
 
 def test_config_sets_are_registered_once_and_load(tiny_cfg, tmp_path):
@@ -66,7 +70,10 @@ def test_malformed_entries_and_name_clashes_are_rejected(tiny_cfg, tmp_path):
     with pytest.raises(ValueError, match=r"DATASETS.CUSTOM_COCO entries must be \(name, json_file, image_root\)"):
         register_custom_datasets(tiny_cfg)
     tiny_cfg.DATASETS.CUSTOM_COCO = (("coco_2017_train", "x.json", str(tmp_path)),)
-    with pytest.raises(ValueError, match="'coco_2017_train' is already registered"):
+    with pytest.raises(ValueError, match="'coco_2017_train' is already registered by Detectron2"):
+        register_custom_datasets(tiny_cfg)
+    tiny_cfg.DATASETS.CUSTOM_COCO = (("shapes_val", "x.json", str(tmp_path)),)
+    with pytest.raises(ValueError, match="'shapes_val' is already registered by the shapes set"):
         register_custom_datasets(tiny_cfg)
 
 
@@ -78,3 +85,11 @@ def test_re_registering_a_custom_name_with_new_files_replaces_it(tiny_cfg, tmp_p
         register_custom_datasets(tiny_cfg)
         assert len(DatasetCatalog.get("replaced_set")) == count
         assert MetadataCatalog.get("replaced_set").json_file == json_file
+
+
+def test_load_config_registers_the_declared_sets_and_reports_a_clash_as_a_config_error(tmp_path):
+    json_file, image_root = write_coco(str(tmp_path), [(32, 48)])
+    load_config(DEMO_CONFIG, ["DATASETS.CUSTOM_COCO", repr((("loaded_set", json_file, image_root),))])
+    assert len(DatasetCatalog.get("loaded_set")) == 1
+    with pytest.raises(ConfigError, match="'coco_2017_train' is already registered"):
+        load_config(DEMO_CONFIG, ["DATASETS.CUSTOM_COCO", repr((("coco_2017_train", json_file, image_root),))])

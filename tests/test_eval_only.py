@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from detectron2.modeling import build_model
-from soft_teacher.data import register_custom_datasets
 from soft_teacher.engine import SoftTeacherCheckpointer, SoftTeacherTrainer
 
 from engine_helpers import run_train_net, tiny_semisup_cfg, write_config
@@ -45,7 +44,6 @@ def test_eval_only_prints_coco_ap_of_the_checkpoints_teacher(tmp_path):
 def test_eval_model_both_evaluates_teacher_and_student_separately(tmp_path):
     cfg = tiny_semisup_cfg(tmp_path)
     cfg.SOFT_TEACHER.EVAL_MODEL = "both"
-    register_custom_datasets(cfg)
     model = build_model(cfg)
     make_detector_predict_class(model.teacher, 0)
     make_detector_predict_class(model.student, 1)
@@ -59,7 +57,6 @@ def test_eval_model_both_evaluates_teacher_and_student_separately(tmp_path):
 def test_eval_model_student_evaluates_only_the_student(tmp_path):
     cfg = tiny_semisup_cfg(tmp_path)
     cfg.SOFT_TEACHER.EVAL_MODEL = "student"
-    register_custom_datasets(cfg)
     results = SoftTeacherTrainer.test(cfg, build_model(cfg))
     assert list(results) == ["student"]
     assert not os.path.exists(os.path.join(cfg.OUTPUT_DIR, "inference", "teacher"))

@@ -1,20 +1,21 @@
-"""The semi-supervised loader: per-iteration counts, rank shards, reproducibility, bad-input messages."""
+"""The training loaders: per-iteration counts, rank shards, reproducibility, bad-input messages."""
 import itertools
 import os
+import re
 
 import pytest
 import torch
 from detectron2.utils import comm
 
 from data_fixtures import write_coco, write_folder
-from soft_teacher.data import build_semisup_train_loader
+from soft_teacher.data import build_semisup_train_loader, build_supervised_train_loader, register_custom_datasets
 
 LANDSCAPE, PORTRAIT = (48, 64), (64, 48)
 
 
 @pytest.fixture
 def semisup_cfg(tiny_cfg, tmp_path, request):
-    """6 labeled images (COCO json) and 8 unlabeled ones (a folder), half landscape, half portrait."""
+    """6 labeled images (COCO json) and 8 unlabeled ones (a folder), half landscape, half portrait; registered."""
     name = request.node.name.replace("[", "_").replace("]", "")
     json_file, image_root = write_coco(str(tmp_path / "labeled"), [LANDSCAPE, PORTRAIT] * 3)
     write_folder(str(tmp_path / "unlabeled"), [LANDSCAPE, PORTRAIT] * 4)
@@ -24,6 +25,7 @@ def semisup_cfg(tiny_cfg, tmp_path, request):
     tiny_cfg.DATASETS.TRAIN_UNLABELED = (f"{name}_unlabeled",)
     tiny_cfg.SOLVER.IMS_PER_BATCH = 1
     tiny_cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 4
+    register_custom_datasets(tiny_cfg)
     return tiny_cfg
 
 
@@ -97,6 +99,7 @@ def test_empty_unlabeled_folder_fails_clearly(semisup_cfg, tmp_path):
     (empty / "notes.txt").write_text("no images here")
     semisup_cfg.DATASETS.CUSTOM_UNLABELED_FOLDERS = (("empty_folder_set", str(empty)),)
     semisup_cfg.DATASETS.TRAIN_UNLABELED = ("empty_folder_set",)
+    register_custom_datasets(semisup_cfg)
     with pytest.raises(ValueError, match=f"'empty_folder_set'.*'{empty}' holds no images"):
         build_semisup_train_loader(semisup_cfg)
 
@@ -105,6 +108,7 @@ def test_training_and_test_categories_must_match(semisup_cfg, tmp_path):
     json_file, image_root = write_coco(str(tmp_path / "test"), [LANDSCAPE], categories=("cat", "dog", "horse"))
     semisup_cfg.DATASETS.CUSTOM_COCO += (("mismatched_test_set", json_file, image_root),)
     semisup_cfg.DATASETS.TEST = ("mismatched_test_set",)
+    register_custom_datasets(semisup_cfg)
     with pytest.raises(ValueError, match=r"DATASETS.TEST set 'mismatched_test_set' \(.*instances.json\) has "
                                          r"categories \['cat', 'dog', 'horse'\].*only in .*\['bird'\]"):
         build_semisup_train_loader(semisup_cfg)
@@ -114,3 +118,21 @@ def test_class_count_must_match_the_model(semisup_cfg):
     semisup_cfg.MODEL.ROI_HEADS.NUM_CLASSES = 5
     with pytest.raises(ValueError, match="has 3 categories .* set MODEL.ROI_HEADS.NUM_CLASSES 3"):
         build_semisup_train_loader(semisup_cfg)
+
+
+def test_supervised_loader_yields_labeled_batches(semisup_cfg):
+    semisup_cfg.SOLVER.IMS_PER_BATCH = 2
+    batch = next(iter(build_supervised_train_loader(semisup_cfg)))
+    assert len(batch) == 2 and all(len(d["instances"]) == 1 for d in batch)
+
+
+@pytest.mark.parametrize("build", [build_semisup_train_loader, build_supervised_train_loader])
+def test_missing_labeled_images_are_reported_when_the_loader_is_built(semisup_cfg, tmp_path, build):
+    """Every path is checked up front: one error with the count, the first five paths and where to look."""
+    images = tmp_path / "labeled" / "images"
+    for path in images.iterdir():
+        path.unlink()
+    listed = "".join(rf"\n    {re.escape(str(images / f'{i:04d}.png'))}" for i in range(5))
+    with pytest.raises(FileNotFoundError, match=rf"6 of the 6 images of \S+_labeled do not exist:{listed}\n    "
+                                                rf"\.\.\. and 1 more\nImage roots: .*Check \$DETECTRON2_DATASETS"):
+        build(semisup_cfg)

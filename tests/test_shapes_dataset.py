@@ -11,14 +11,10 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, Instances
 
 import soft_teacher  # noqa: F401  (registers the sets)
-from soft_teacher.data.datasets import shapes
+from soft_teacher.data.datasets import shapes, shapes_render
 from soft_teacher.data.datasets.coco_partial import partial_split_indices
-from soft_teacher.data.datasets.shapes import (
-    SHAPE_CLASSES,
-    generate_shapes,
-    register_shapes,
-    render_image,
-)
+from soft_teacher.data.datasets.shapes import generate_shapes, register_shapes
+from soft_teacher.data.datasets.shapes_render import SHAPE_CLASSES, render_image
 
 NUM_TRAIN, NUM_VAL = 20, 6
 
@@ -99,7 +95,7 @@ def test_boxes_fit_the_drawn_pixels(index):
 def test_visible_box_of_a_hand_drawn_mask():
     mask = np.zeros((10, 12), dtype=bool)
     mask[2:5, 3:9] = True  # rows 2-4, columns 3-8
-    assert shapes._visible_box(mask) == [3, 2, 6, 3]
+    assert shapes_render._visible_box(mask) == [3, 2, 6, 3]
 
 
 def test_categories_are_the_shape_classes(shapes_root):

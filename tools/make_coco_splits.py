@@ -20,12 +20,13 @@ import json
 import os
 import sys
 
+from soft_teacher.data.datasets import dataset_root
 from soft_teacher.data.datasets.coco_partial import split_coco, split_json_paths
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--coco-root", default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "coco"),
+    parser.add_argument("--coco-root", default=os.path.join(dataset_root(), "coco"),
                         help="COCO folder holding annotations/instances_train2017.json (default: %(default)s)")
     parser.add_argument("--annotation-file", default=None,
                         help="the full-set json to split (default: <coco-root>/annotations/instances_train2017.json)")

@@ -1,4 +1,5 @@
-"""The semi-supervised training loader: a labeled and an unlabeled stream, zipped per iteration.
+"""The training loaders: semi-supervised (a labeled and an unlabeled stream, zipped per
+iteration) and supervised (the labeled stream alone, for baselines).
 
 Each stream is a Detectron2 training loader of its own: an infinite seeded
 ``TrainingSampler`` sharded over ranks (each rank draws its own part of one shared
@@ -13,17 +14,22 @@ process's global numpy RNG, which Detectron2's ``default_setup`` seeds with
 ``SEED + rank``.
 """
 import logging
-from typing import Iterator, List
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
-from .datasets import check_categories, register_custom_datasets
+from .datasets.validation import check_categories, check_image_files
 from .mappers import LabeledDatasetMapper, UnlabeledDatasetMapper
 
-__all__ = ["SemiSupervisedLoader", "build_semisup_train_loader", "per_rank_batch_sizes"]
+__all__ = [
+    "SemiSupervisedLoader",
+    "build_semisup_train_loader",
+    "build_supervised_train_loader",
+    "per_rank_batch_sizes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +95,46 @@ def _stream_loader(cfg, dataset_dicts: List[dict], mapper, total_batch_size: int
     )
 
 
+def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict], List[dict]]:
+    """The dicts of ``DATASETS.TRAIN`` and of the unlabeled sets ``unlabeled_names``, checked before training.
+
+    Both loaders load their sets here, so the checks run once per process: every labeled
+    image file exists (unreadable unlabeled images are skipped by their mapper instead), and
+    the sets' categories agree with each other, the test sets and ``MODEL.ROI_HEADS.NUM_CLASSES``.
+    """
+    labeled = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    )
+    check_image_files(labeled, cfg.DATASETS.TRAIN)
+    unlabeled = []
+    if unlabeled_names:
+        unlabeled = get_detection_dataset_dicts(unlabeled_names, filter_empty=False, check_consistency=False)
+    check_categories(cfg.DATASETS.TRAIN, unlabeled_names, cfg.DATASETS.TEST, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    return labeled, unlabeled
+
+
+def build_supervised_train_loader(cfg, mapper=None):
+    """Detectron2's train loader of ``DATASETS.TRAIN`` alone, for plain detectors (supervised baselines).
+
+    The sets are loaded and checked as for :func:`build_semisup_train_loader`; the default
+    mapper is :class:`LabeledDatasetMapper`, the labeled view of the Soft Teacher runs, so
+    that baselines and Soft Teacher runs see the same labeled augmentations.
+    """
+    labeled, _ = _load_training_sets(cfg, ())
+    return build_detection_train_loader(cfg, mapper=mapper or LabeledDatasetMapper(cfg, is_train=True), dataset=labeled)
+
+
 def build_semisup_train_loader(cfg, labeled_mapper=None, unlabeled_mapper=None) -> SemiSupervisedLoader:
     """Build the training loader of ``DATASETS.TRAIN`` (labeled) and ``DATASETS.TRAIN_UNLABELED``.
 
     Each item holds ``SOLVER.IMS_PER_BATCH / world_size`` labeled dicts (see
     :class:`LabeledDatasetMapper`) and ``SOLVER.IMS_PER_BATCH_UNLABELED / world_size``
-    unlabeled dicts (see :class:`UnlabeledDatasetMapper`) for this rank. Custom sets of
-    the config are registered first; the sets' categories are checked against each other,
-    the test sets and ``MODEL.ROI_HEADS.NUM_CLASSES``.
+    unlabeled dicts (see :class:`UnlabeledDatasetMapper`) for this rank. The labeled image
+    files must exist; the sets' categories are checked against each other, the test sets
+    and ``MODEL.ROI_HEADS.NUM_CLASSES``.
 
     Args:
         labeled_mapper, unlabeled_mapper: replace the default mappers built from ``cfg``.
@@ -107,11 +145,7 @@ def build_semisup_train_loader(cfg, labeled_mapper=None, unlabeled_mapper=None) 
     if not cfg.DATASETS.TRAIN_UNLABELED:
         raise ValueError("DATASETS.TRAIN_UNLABELED is empty: name the unlabeled training set(s) (a folder of "
                          "images can be declared in DATASETS.CUSTOM_UNLABELED_FOLDERS).")
-    register_custom_datasets(cfg)
-    labeled = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
-    unlabeled = get_detection_dataset_dicts(cfg.DATASETS.TRAIN_UNLABELED, filter_empty=False, check_consistency=False)
-    check_categories(cfg.DATASETS.TRAIN, cfg.DATASETS.TRAIN_UNLABELED, cfg.DATASETS.TEST,
-                     cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    labeled, unlabeled = _load_training_sets(cfg, cfg.DATASETS.TRAIN_UNLABELED)
     logger.info("Semi-supervised loader: %d labeled images (%s), %d unlabeled images (%s).", len(labeled),
                 ", ".join(cfg.DATASETS.TRAIN), len(unlabeled), ", ".join(cfg.DATASETS.TRAIN_UNLABELED))
     labeled_mapper = labeled_mapper or LabeledDatasetMapper(cfg, is_train=True)

@@ -21,9 +21,9 @@ import os
 from typing import Dict, List, Tuple
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 
+from .catalog import register_dataset
 from .custom import load_checked_coco_json, load_image_folder
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
 
 PARTIAL_PERCENTS = (1, 2, 5, 10)
 PARTIAL_FOLDS = (1, 2, 3, 4, 5)
+_OWNER = "the COCO partial splits"
 
 
 def partial_split_indices(num_images: int, percent: float, fold: int) -> np.ndarray:
@@ -99,18 +100,10 @@ def _load_unlabeled2017(name: str, folder: str) -> List[dict]:
     return load_image_folder(folder, name)
 
 
-def _register(name: str, loader, **metadata) -> None:
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, loader)
-    MetadataCatalog.get(name).set(**metadata)
-
-
 def register_coco_partial(root: str) -> List[str]:
     """Register the partial splits and ``coco_2017_unlabel`` with data under ``root/coco``; return the names.
 
-    Calling it again (e.g. with another root) replaces the previous registration of these names.
+    Calling it again with another root replaces the previous registration of these names.
     """
     coco_root = os.path.join(root, "coco")
     annotation_dir = os.path.join(coco_root, "annotations")
@@ -121,13 +114,13 @@ def register_coco_partial(root: str) -> List[str]:
         for fold in PARTIAL_FOLDS:
             for suffix, json_file in zip(("", "_unlabeled"), split_json_paths(annotation_dir, percent, fold)):
                 name = f"coco_2017_train_{percent}pct_{fold}{suffix}"
-                _register(name, lambda n=name, j=json_file, p=percent, f=fold: _load_split(n, j, image_root, p, f,
-                                                                                           coco_root),
-                          json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+                register_dataset(name, lambda n=name, j=json_file, p=percent, f=fold: _load_split(
+                    n, j, image_root, p, f, coco_root), _OWNER, (json_file, image_root),
+                    json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
                 names.append(name)
     # Images only: no categories, so that it can serve as unlabeled data for any labeled set.
     unlabeled_root = os.path.join(coco_root, "unlabeled2017")
-    _register("coco_2017_unlabel", lambda: _load_unlabeled2017("coco_2017_unlabel", unlabeled_root),
-              image_root=unlabeled_root)
+    register_dataset("coco_2017_unlabel", lambda: _load_unlabeled2017("coco_2017_unlabel", unlabeled_root),
+                     _OWNER, unlabeled_root, image_root=unlabeled_root)
     names.append("coco_2017_unlabel")
     return names

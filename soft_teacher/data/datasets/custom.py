@@ -9,17 +9,18 @@ Declare them in the config (or on the command line, as yacs literals):
     DATASETS.CUSTOM_UNLABELED_FOLDERS "(('my_unlabeled', '/data/unlabeled'),)"
     DATASETS.TRAIN "('my_train',)" DATASETS.TRAIN_UNLABELED "('my_unlabeled',)" DATASETS.TEST "('my_val',)"
 
-:func:`register_custom_datasets` registers them (train_net and the loader builder call
-it). Registration is lazy: files are read, and checked, when a set is first loaded.
+:func:`register_custom_datasets` registers them; ``soft_teacher.engine.load_config`` calls it,
+so every entry point has them. Registration is lazy: files are read, and checked, when a set
+is first loaded.
 """
 import json
 import logging
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from .catalog import register_dataset
 from .validation import check_boxes
 
 __all__ = [
@@ -35,9 +36,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-# name -> what it was registered from, for the datasets this module registered.
-_REGISTERED: Dict[str, Tuple] = {}
+# One owner for both lists, so that a name may move from one to the other.
+_OWNER = "DATASETS.CUSTOM_COCO / CUSTOM_UNLABELED_FOLDERS"
 
 
 def list_image_files(folder: str) -> List[str]:
@@ -82,33 +82,16 @@ def load_checked_coco_json(json_file: str, image_root: str, dataset_name: str) -
     return dicts
 
 
-def _register(name: str, spec: Tuple, loader: Callable[[], List[dict]], metadata: dict, origin: str) -> None:
-    """Register ``name`` once per ``spec``; re-registering our own name with a new spec replaces it."""
-    if name in _REGISTERED and _REGISTERED[name] == spec:
-        return
-    if name in DatasetCatalog.list():
-        if name not in _REGISTERED:
-            raise ValueError(f"{origin}: dataset name '{name}' is already registered (e.g. by Detectron2 or "
-                             "this package); choose another name.")
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, loader)
-    MetadataCatalog.get(name).set(**metadata)
-    _REGISTERED[name] = spec
-
-
 def register_custom_coco(name: str, json_file: str, image_root: str) -> None:
     """Register a labeled COCO-format set (evaluated with ``COCOEvaluator``; categories come from the json)."""
-    _register(name, ("coco", json_file, image_root),
-              lambda: load_checked_coco_json(json_file, image_root, name),
-              dict(json_file=json_file, image_root=image_root, evaluator_type="coco"),
-              "DATASETS.CUSTOM_COCO")
+    register_dataset(name, lambda: load_checked_coco_json(json_file, image_root, name), _OWNER,
+                     ("coco", json_file, image_root), json_file=json_file, image_root=image_root, evaluator_type="coco")
 
 
 def register_image_folder(name: str, folder: str, metadata: Dict = None) -> None:
     """Register a folder of unlabeled images (no json needed) under ``name``."""
-    _register(name, ("folder", folder), lambda: load_image_folder(folder, name),
-              dict(image_root=folder, **(metadata or {})), "DATASETS.CUSTOM_UNLABELED_FOLDERS")
+    register_dataset(name, lambda: load_image_folder(folder, name), _OWNER, ("folder", folder),
+                     image_root=folder, **(metadata or {}))
 
 
 def _entries(cfg_value, key: str, fields: Tuple[str, ...]) -> List[Tuple[str, ...]]:
@@ -123,7 +106,8 @@ def _entries(cfg_value, key: str, fields: Tuple[str, ...]) -> List[Tuple[str, ..
 def register_custom_datasets(cfg) -> List[str]:
     """Register the sets of ``DATASETS.CUSTOM_COCO`` and ``DATASETS.CUSTOM_UNLABELED_FOLDERS``; return their names.
 
-    Idempotent: calling it again with the same config does nothing.
+    Idempotent: calling it again with the same config does nothing; a name declared with other
+    files replaces the earlier declaration.
     """
     names = []
     for name, json_file, image_root in _entries(cfg.DATASETS.CUSTOM_COCO, "DATASETS.CUSTOM_COCO",

@@ -1,35 +1,8 @@
 """The built-in synthetic detection set ``shapes``: seeded, COCO-format, generated on first use.
 
-Seven classes of shapes a detector must tell apart, some only by fine detail:
-
-=================  ==========================================================
-``circle``         filled disk
-``ring``           circle outline (a disk with a hole)
-``ellipse``        filled ellipse, axis ratio 0.45-0.7 (a circle-like silhouette)
-``square``         filled square
-``square_outline`` square outline (a square with a hole)
-``triangle``       filled equilateral triangle
-``star``           filled five-pointed star
-=================  ==========================================================
-
-Every image is 128-160 px on each side (random) and holds 2-7 objects of random
-class, rotation, colour and size (circumscribed diameter log-uniform from 8 px, 14 px
-for the outlines and the star, to 70 px), drawn over a textured background (gradient,
-smooth blotches, stripes or checks) with clutter under them (line segments, open arcs,
-scribbles, irregular blobs, all of which are *not* objects); Gaussian pixel noise
-covers the whole image. Later objects occlude earlier ones: a placement that would
-hide more than ``MAX_HIDDEN_FRACTION`` of an earlier object is retried elsewhere and
-the object is dropped after ``PLACEMENT_TRIES`` failures; an object's colour must
-differ clearly from the pixels it covers (else it is dropped too).
-
-Boxes are the extent of the *visible* pixels of each object (as in COCO, which boxes
-what can be seen), in Detectron2's continuous pixel frame: a visible pixel column
-``x`` lies in ``[x, x + 1)``. ``area`` is the visible pixel count. In COCO's area ranges
-about 60% of the boxes are small and 40% medium; none is large, so AP_l reads nan.
-
-Determinism: image ``i`` of a subset is drawn from its own seed sequence
-``(seed, subset, i)``, so it does not depend on generation order, and the same seed
-gives byte-identical images and json files.
+The images and their boxes are drawn by :mod:`.shapes_render`; this module writes them
+as a COCO-format set, re-uses a stored set whose manifest matches, and registers it.
+The same seed gives byte-identical images and json files.
 
 Registered names (loaded lazily, generated under ``$DETECTRON2_DATASETS/shapes/`` on
 first use, default ``./datasets``): ``shapes_train`` (3000 images), ``shapes_val``
@@ -47,28 +20,27 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from tqdm import tqdm
 
+from .catalog import dataset_root, register_dataset
 from .coco_partial import partial_split_indices
+from .shapes_render import SHAPE_CLASSES, SUBSETS, render_image
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SHAPE_CLASSES",
-    "render_image",
     "generate_shapes",
     "ensure_shapes",
-    "default_root",
     "register_shapes",
 ]
 
-# Bump whenever the drawn images or the json change: a stored set of another version is regenerated.
+# Bump whenever shapes_render draws other images or the json changes: a stored set of another
+# version is regenerated.
 GENERATOR_VERSION = 1
 DEFAULT_SEED = 2021
 NUM_TRAIN_IMAGES = 3000
@@ -76,197 +48,8 @@ NUM_VAL_IMAGES = 400
 SPLIT_PERCENTS = (1, 5, 10)
 SPLIT_FOLDS = (1, 2, 3, 4, 5)
 
-SHAPE_CLASSES = ("circle", "ring", "ellipse", "square", "square_outline", "triangle", "star")
-# Smallest circumscribed diameter (px) per class: below these a hole or a point is not visible.
-_MIN_SIZE = {"circle": 8, "ring": 14, "ellipse": 8, "square": 8, "square_outline": 14, "triangle": 10, "star": 14}
-MAX_SIZE = 70
-IMAGE_SIDE_RANGE = (128, 160)
-OBJECTS_PER_IMAGE = (2, 7)
-MAX_HIDDEN_FRACTION = 0.4
-PLACEMENT_TRIES = 10
-# An object's colour must differ by at least this much (sum over BGR) from >= 90% of the pixels it covers.
-_MIN_COLOR_DISTANCE = 90
-_COLOR_TRIES = 20
-_SUBSETS = {"train": 0, "val": 1}
-_SHIFT = 4  # fixed-point bits of the sub-pixel coordinates passed to cv2
 _MANIFEST = "manifest.json"
-
-
-def _fixed(values) -> np.ndarray:
-    return np.round(np.asarray(values, dtype=np.float64) * (1 << _SHIFT)).astype(np.int32)
-
-
-def _polygon_mask(shape_hw, cx, cy, radii, angles_deg) -> np.ndarray:
-    angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
-    points = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
-    mask = np.zeros(shape_hw, np.uint8)
-    cv2.fillPoly(mask, [_fixed(points)], 1, cv2.LINE_8, _SHIFT)
-    return mask.astype(bool)
-
-
-def _disk_mask(shape_hw, cx, cy, radius) -> np.ndarray:
-    mask = np.zeros(shape_hw, np.uint8)
-    cv2.circle(mask, tuple(int(v) for v in _fixed([cx, cy])), int(_fixed(radius)), 1, -1, cv2.LINE_8, _SHIFT)
-    return mask.astype(bool)
-
-
-def _square_mask(shape_hw, cx, cy, radius, angle) -> np.ndarray:
-    return _polygon_mask(shape_hw, cx, cy, np.full(4, radius), angle + np.arange(4) * 90.0 + 45.0)
-
-
-def _outline_thickness(radius: float) -> float:
-    return max(1.5, 0.2 * radius)
-
-
-def _shape_mask(name: str, shape_hw, cx: float, cy: float, radius: float, angle: float, rng) -> np.ndarray:
-    """(H, W) bool silhouette of one shape of circumscribed radius ``radius`` px centred at (cx, cy)."""
-    if name == "circle":
-        return _disk_mask(shape_hw, cx, cy, radius)
-    if name == "ring":
-        return _disk_mask(shape_hw, cx, cy, radius) & ~_disk_mask(shape_hw, cx, cy, radius - _outline_thickness(radius))
-    if name == "ellipse":
-        minor = radius * rng.uniform(0.45, 0.7)
-        mask = np.zeros(shape_hw, np.uint8)
-        center = tuple(int(v) for v in _fixed([cx, cy]))
-        axes = tuple(int(v) for v in _fixed([radius, minor]))
-        cv2.ellipse(mask, center, axes, angle, 0, 360, 1, -1, cv2.LINE_8, _SHIFT)
-        return mask.astype(bool)
-    if name == "square":
-        return _square_mask(shape_hw, cx, cy, radius, angle)
-    if name == "square_outline":
-        inner = radius - _outline_thickness(radius) * np.sqrt(2.0)
-        return _square_mask(shape_hw, cx, cy, radius, angle) & ~_square_mask(shape_hw, cx, cy, inner, angle)
-    if name == "triangle":
-        return _polygon_mask(shape_hw, cx, cy, np.full(3, radius), angle + np.arange(3) * 120.0)
-    if name == "star":
-        radii = np.where(np.arange(10) % 2 == 0, radius, 0.45 * radius)
-        return _polygon_mask(shape_hw, cx, cy, radii, angle + np.arange(10) * 36.0)
-    raise ValueError(f"Unknown shape class {name!r}; the classes are {SHAPE_CLASSES}.")
-
-
-def _random_color(rng) -> np.ndarray:
-    return rng.integers(0, 256, size=3).astype(np.float32)
-
-
-def _draw_background(rng, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) float32 BGR texture: a gradient, smooth blotches, stripes or checks."""
-    kind = rng.integers(4)
-    base, other = _random_color(rng), _random_color(rng)
-    if kind == 0:  # linear gradient in a random direction
-        theta = rng.uniform(0, 2 * np.pi)
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-        t = xs * np.cos(theta) + ys * np.sin(theta)
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
-        return base + t[..., None] * (other - base)
-    if kind == 1:  # smooth blotches: a coarse random grid of colours, upsampled
-        cells = rng.integers(3, 10)
-        grid = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.float32)
-        blotches = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
-        return 0.5 * blotches + 0.5 * base
-    amplitude = rng.uniform(15, 45)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    if kind == 2:  # sinusoidal stripes of random period and orientation
-        theta, period = rng.uniform(0, np.pi), rng.uniform(4, 24)
-        pattern = np.sin(2 * np.pi * (xs * np.cos(theta) + ys * np.sin(theta)) / period)
-    else:  # checks
-        cell = rng.integers(4, 20)
-        pattern = ((xs // cell + ys // cell) % 2) * 2.0 - 1.0
-    return base + amplitude * pattern[..., None] * np.sign(other - 127.5)
-
-
-def _draw_clutter(rng, canvas: np.ndarray) -> None:
-    """Draw 0-6 distractors in place: segments, open arcs, scribbles, irregular blobs."""
-    height, width = canvas.shape[:2]
-    for _ in range(rng.integers(0, 7)):
-        kind = rng.integers(4)
-        color = tuple(float(c) for c in _random_color(rng))
-        thickness = int(rng.integers(1, 3))
-        center = rng.uniform([0, 0], [width, height])
-        if kind == 0:
-            end = center + rng.uniform(-60, 60, size=2)
-            cv2.line(canvas, tuple(int(v) for v in center), tuple(int(v) for v in end), color, thickness)
-        elif kind == 1:  # an arc of at most 200 degrees: never a closed ring
-            axes = tuple(int(v) for v in rng.uniform(5, 30, size=2))
-            start = rng.uniform(0, 360)
-            cv2.ellipse(canvas, tuple(int(v) for v in center), axes, rng.uniform(0, 180), start,
-                        start + rng.uniform(60, 200), color, thickness)
-        elif kind == 2:
-            points = center + np.cumsum(rng.uniform(-15, 15, size=(int(rng.integers(3, 7)), 2)), axis=0)
-            cv2.polylines(canvas, [points.astype(np.int32)], False, color, thickness)
-        else:
-            count = int(rng.integers(6, 11))
-            angles = np.sort(rng.uniform(0, 2 * np.pi, size=count))
-            radii = rng.uniform(3, 15) * rng.uniform(0.3, 1.0, size=count)
-            points = center + np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
-            cv2.fillPoly(canvas, [points.astype(np.int32)], color)
-
-
-def _pick_contrasting_color(rng, canvas: np.ndarray, mask: np.ndarray):
-    """A colour that differs by >= _MIN_COLOR_DISTANCE from >= 90% of ``canvas[mask]``, or None."""
-    covered = canvas[mask]
-    for _ in range(_COLOR_TRIES):
-        color = _random_color(rng)
-        if np.mean(np.abs(covered - color).sum(axis=1) >= _MIN_COLOR_DISTANCE) >= 0.9:
-            return color
-    return None
-
-
-def _place_objects(rng, canvas: np.ndarray) -> List[Tuple[int, np.ndarray]]:
-    """Draw the objects on ``canvas`` in place; return ``(class index, visible (H, W) bool mask)`` of each."""
-    height, width = canvas.shape[:2]
-    placed: List[List] = []  # [class index, full mask, visible mask]
-    for _ in range(rng.integers(OBJECTS_PER_IMAGE[0], OBJECTS_PER_IMAGE[1] + 1)):
-        label = int(rng.integers(len(SHAPE_CLASSES)))
-        name = SHAPE_CLASSES[label]
-        radius = 0.5 * np.exp(rng.uniform(np.log(_MIN_SIZE[name]), np.log(MAX_SIZE)))
-        for _ in range(PLACEMENT_TRIES):
-            cx, cy = rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)
-            mask = _shape_mask(name, (height, width), cx, cy, radius, rng.uniform(0, 360), rng)
-            if all((visible & ~mask).sum() >= (1 - MAX_HIDDEN_FRACTION) * full.sum() for _, full, visible in placed):
-                break
-        else:
-            continue
-        color = _pick_contrasting_color(rng, canvas, mask)
-        if color is None:
-            continue
-        canvas[mask] = color
-        for entry in placed:
-            entry[2] = entry[2] & ~mask
-        placed.append([label, mask, mask])
-    return [(label, visible) for label, _, visible in placed]
-
-
-def _visible_box(mask: np.ndarray) -> List[int]:
-    """XYWH box of the true pixels of a (H, W) bool mask, continuous pixel frame."""
-    ys, xs = np.nonzero(mask)
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0]
-
-
-def render_image(seed: int, subset: str, index: int, draw_objects: bool = True) -> Tuple[np.ndarray, List[dict]]:
-    """Draw image ``index`` of ``subset`` ("train" or "val") for generator seed ``seed``.
-
-    Returns the (H, W, 3) uint8 BGR image and its objects as dicts with ``category_id``
-    (1-based index into ``SHAPE_CLASSES``), ``bbox`` (XYWH of the visible pixels) and
-    ``area`` (visible pixel count). ``draw_objects=False`` draws the same background,
-    clutter and noise without the objects, which shows exactly which pixels the objects
-    changed (the tests check the boxes against it).
-    """
-    if subset not in _SUBSETS:
-        raise ValueError(f"subset must be one of {tuple(_SUBSETS)}, got {subset!r}.")
-    scene_seq, noise_seq = np.random.SeedSequence(seed, spawn_key=(_SUBSETS[subset], index)).spawn(2)
-    rng, noise_rng = np.random.default_rng(scene_seq), np.random.default_rng(noise_seq)
-    height, width = (int(v) for v in rng.integers(IMAGE_SIDE_RANGE[0], IMAGE_SIDE_RANGE[1] + 1, size=2))
-    canvas = np.clip(_draw_background(rng, height, width), 0, 255).astype(np.float32)
-    _draw_clutter(rng, canvas)
-    objects = _place_objects(rng, canvas) if draw_objects else []
-    noise = noise_rng.normal(0.0, noise_rng.uniform(2.0, 10.0), size=canvas.shape)
-    image = np.clip(np.round(canvas + noise), 0, 255).astype(np.uint8)
-    annotations = [
-        {"category_id": label + 1, "bbox": _visible_box(visible), "area": int(visible.sum())}
-        for label, visible in objects
-    ]
-    return image, annotations
+_OWNER = "the shapes set"
 
 
 def _coco_json(seed: int, subset: str, count: int, image_dir: str) -> dict:
@@ -291,11 +74,6 @@ def _coco_json(seed: int, subset: str, count: int, image_dir: str) -> dict:
 
 def _manifest(seed: int, num_train: int, num_val: int) -> dict:
     return {"generator_version": GENERATOR_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val}
-
-
-def default_root() -> str:
-    """Detectron2's dataset root: ``$DETECTRON2_DATASETS``, else ``./datasets``."""
-    return os.getenv("DETECTRON2_DATASETS", "datasets")
 
 
 def _dataset_dir(root: str) -> str:
@@ -369,53 +147,35 @@ def _load_split(root: str, percent: int, fold: int, unlabeled: bool, seed: int, 
     return [d for d, labeled in zip(dicts, chosen) if labeled != unlabeled]
 
 
-def _set_metadata(name: str, **extra) -> None:
-    if name in MetadataCatalog.list():
-        MetadataCatalog.remove(name)
-    MetadataCatalog.get(name).set(
-        thing_classes=list(SHAPE_CLASSES),
-        thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))},
-        evaluator_type="coco",
-        **extra,
-    )
-
-
-def _register(name: str, loader, **metadata) -> None:
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, loader)
-    _set_metadata(name, **metadata)
-
-
 def register_shapes(root: Optional[str] = None, seed: int = DEFAULT_SEED, num_train: int = NUM_TRAIN_IMAGES,
                     num_val: int = NUM_VAL_IMAGES, percents: Sequence[int] = SPLIT_PERCENTS,
                     folds: Sequence[int] = SPLIT_FOLDS) -> Dict[str, str]:
     """Register ``shapes_train``, ``shapes_val`` and the partial splits, stored under ``root/shapes``.
 
-    ``root`` defaults to :func:`default_root`, read now.
-    Loading any of them generates the set on first use. Calling again (another root,
-    seed or size) replaces the previous registration of these names. Returns
+    ``root`` defaults to :func:`~.catalog.dataset_root`, read now.
+    Loading any of them generates the set on first use. Calling again with another root,
+    seed or size replaces the previous registration of these names. Returns
     ``{name: kind}`` with kind "labeled" or "unlabeled".
     """
-    root = default_root() if root is None else root
+    root = dataset_root() if root is None else root
     folder = _dataset_dir(root)
     settings = dict(seed=seed, num_train=num_train, num_val=num_val)
+    source = (folder, seed, num_train, num_val)
+    metadata = dict(thing_classes=list(SHAPE_CLASSES), evaluator_type="coco",
+                    thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(SHAPE_CLASSES))})
     names = {}
-    for subset in _SUBSETS:
+    for subset in SUBSETS:
         name = f"shapes_{subset}"
-        _register(name, lambda subset=subset: _load_subset(root, subset, **settings),
-                  json_file=os.path.join(folder, "annotations", f"{name}.json"),
-                  image_root=os.path.join(folder, subset))
+        register_dataset(name, lambda subset=subset: _load_subset(root, subset, **settings), _OWNER, source,
+                         json_file=os.path.join(folder, "annotations", f"{name}.json"),
+                         image_root=os.path.join(folder, subset), **metadata)
         names[name] = "labeled"
     for percent in percents:
         for fold in folds:
             for unlabeled in (False, True):
                 name = f"shapes_train_{percent}pct_{fold}" + ("_unlabeled" if unlabeled else "")
                 # No json_file: COCOEvaluator converts a split's own dicts instead of using all of train.
-                _register(name, lambda p=percent, s=fold, u=unlabeled: _load_split(root, p, s, u, **settings),
-                          image_root=os.path.join(folder, "train"))
+                register_dataset(name, lambda p=percent, s=fold, u=unlabeled: _load_split(root, p, s, u, **settings),
+                                 _OWNER, source, image_root=os.path.join(folder, "train"), **metadata)
                 names[name] = "unlabeled" if unlabeled else "labeled"
     return names
-
-
-register_shapes()

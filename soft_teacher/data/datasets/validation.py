@@ -4,8 +4,11 @@ from typing import List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from detectron2.utils.file_io import PathManager
 
-__all__ = ["check_boxes", "check_categories"]
+from .catalog import dataset_root
+
+__all__ = ["check_boxes", "check_categories", "check_image_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,31 @@ def check_boxes(dataset_dicts: List[dict], source: str) -> None:
                     f"{BoxMode(anno['bbox_mode']).name}, i.e. width {x1 - x0:g} and height {y1 - y0:g}. "
                     "Boxes need width >= 0 and height >= 0 (COCO's bbox is [x, y, width, height]); fix or drop it."
                 )
+
+
+def check_image_files(dataset_dicts: List[dict], dataset_names: Sequence[str], max_listed: int = 5) -> None:
+    """Raise ``FileNotFoundError`` if any "file_name" of the dicts does not exist.
+
+    Every path is checked once, when training starts, so that a wrong dataset root or image
+    root fails at once with how many images are missing and the first ``max_listed`` of them,
+    not when the loader first reads one, possibly hours later.
+
+    Args:
+        dataset_dicts: the dicts of the datasets ``dataset_names``.
+        dataset_names: quoted in the message with the image roots they were registered with.
+    """
+    missing = [d["file_name"] for d in dataset_dicts if not PathManager.isfile(d["file_name"])]
+    if not missing:
+        return
+    listed = "".join(f"\n    {path}" for path in missing[:max_listed])
+    if len(missing) > max_listed:
+        listed += f"\n    ... and {len(missing) - max_listed} more"
+    roots = ", ".join(f"'{name}': {MetadataCatalog.get(name).get('image_root', 'unknown')}" for name in dataset_names)
+    raise FileNotFoundError(
+        f"{len(missing)} of the {len(dataset_dicts)} images of {', '.join(dataset_names)} do not exist:{listed}\n"
+        f"Image roots: {roots}. Check $DETECTRON2_DATASETS (now '{dataset_root()}') for the builtin sets; for a "
+        "custom set, its image_root in DATASETS.CUSTOM_COCO and its json's file_name fields (relative to that root)."
+    )
 
 
 def _describe(name: str) -> str:
