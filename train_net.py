@@ -27,18 +27,11 @@ from soft_teacher.engine import (
 )
 
 
-def setup(args):
-    """The frozen config of ``--config-file`` and the options; Detectron2's setup, and this package's logging."""
-    cfg = load_config(args.config_file, args.opts)
-    cfg.freeze()
+def main(cfg, args):
+    """One process: Detectron2's setup (output folder, log, config dump, seed), then evaluation or training."""
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soft_teacher")
-    return cfg
-
-
-def main(args):
-    cfg = setup(args)
-    register_custom_datasets(cfg)
+    register_custom_datasets(cfg)  # load_config did it in the launching process only, not in spawned ones
     if args.eval_only:
         model = SoftTeacherTrainer.build_model(cfg)
         SoftTeacherCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
@@ -58,6 +51,7 @@ def invoke_main() -> None:
         cfg = load_config(args.config_file, args.opts)
     except ConfigError as err:
         sys.exit(f"train_net.py: error: {err}")
+    cfg.freeze()  # read once, here: launch hands it to every process with the arguments
     launch_on_device(
         main,
         cfg.MODEL.DEVICE,
@@ -65,7 +59,7 @@ def invoke_main() -> None:
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
-        args=(args,),
+        args=(cfg, args),
     )
 
 

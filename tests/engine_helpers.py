@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from detectron2.utils.events import get_event_storage
+from soft_teacher.data import register_custom_datasets
 from soft_teacher.engine import SoftTeacherTrainer
 from soft_teacher.utils.metrics import metrics_records
 
@@ -39,6 +40,9 @@ class TinyDetector(nn.Module):
 
 class TwinRegressor(nn.Module):
     """Stand-in for SoftTeacher: a student and its teacher (a copy), losses like the real model's.
+
+    It loads teacher-student state dicts only: plain detector weights reach both models through
+    SoftTeacher's own load hook, which this stand-in lacks.
 
     ``sup_loss_fit``: the student's squared error on labeled points; ``unsup_loss_consistency``:
     its squared distance to the teacher's predictions on unlabeled points (so the teacher steers
@@ -168,6 +172,7 @@ def tiny_semisup_cfg(root, name="tiny", test_classes=CLASSES):
     cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH = 0.0
     cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0
     cfg.SOFT_TEACHER.JITTER_TIMES = 2
+    register_custom_datasets(cfg)  # as load_config does for a config file
     return cfg
 
 

@@ -8,7 +8,13 @@ from torch import nn
 from detectron2.utils.events import EventStorage
 from log_capture import captured_logs
 from soft_teacher.engine import hooks as hooks_module
-from soft_teacher.engine import NoPseudoBoxWarning, PseudoLabelPrinter, SkippedUnlabeledImages, TeacherEMA, unwrap_model
+from soft_teacher.engine.hooks import (
+    NoPseudoBoxWarning,
+    PseudoLabelPrinter,
+    SkippedUnlabeledImages,
+    TeacherEMA,
+    unwrap_model,
+)
 
 
 class Twin(nn.Module):

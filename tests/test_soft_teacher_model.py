@@ -322,9 +322,13 @@ def test_plain_weights_of_another_shape_are_skipped_not_fatal(tiny_cfg, tmp_path
     plain = GeneralizedRCNN(other)
     torch.save({"model": plain.state_dict()}, tmp_path / "plain.pth")
     predictor_before = model.student.roi_heads.box_predictor.cls_score.weight.clone()
+    with torch.no_grad():
+        model.teacher.roi_heads.box_predictor.cls_score.weight.add_(1.0)
 
     DetectionCheckpointer(model).load(str(tmp_path / "plain.pth"))
 
     assert torch.equal(model.student.roi_heads.box_predictor.cls_score.weight, predictor_before)
+    # The teacher is a copy of the student, the skipped weights included.
+    assert torch.equal(model.teacher.roi_heads.box_predictor.cls_score.weight, predictor_before)
     conv = "backbone.bottom_up.stem.conv1.weight"
     assert torch.equal(model.teacher.state_dict()[conv], plain.state_dict()[conv])

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from detectron2.engine import HookBase
-from soft_teacher.engine import SoftTeacherTrainer, check_losses_finite, unwrap_model
+from soft_teacher.engine import SoftTeacherTrainer, unwrap_model
+from soft_teacher.engine.trainer import check_losses_finite
 
 from engine_helpers import StandInTrainer, read_metrics, stand_in_cfg, tiny_semisup_cfg
 from log_capture import captured_logs

@@ -10,8 +10,9 @@ Loading into a teacher-student model:
 - a checkpoint with ``student.*`` keys but no ``teacher.*`` loads the student's weights into
   both models, with a warning;
 - a plain detector checkpoint (a model-zoo detector, an ImageNet backbone, an exported
-  teacher) loads into the student, and the teacher then copies the whole student, so both
-  start identical (weights the checkpoint lacks included).
+  teacher) loads into the student, and the teacher becomes a copy of the student (weights the
+  checkpoint lacks included): the model's own load hook does it (see
+  :mod:`soft_teacher.modeling.soft_teacher`), so stock ``DetectionCheckpointer`` does it too.
 
 Loading a teacher-student checkpoint into a plain detector (``GeneralizedRCNN``) takes the
 teacher's weights, or the student's, with a warning, when it has no teacher.
@@ -24,10 +25,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
-from soft_teacher.modeling.ema import copy_student_to_teacher
-from soft_teacher.modeling.soft_teacher import STUDENT_PREFIX, TEACHER_PREFIX
-
-from .teacher_student import is_teacher_student
+from soft_teacher.modeling.soft_teacher import STUDENT_PREFIX, TEACHER_PREFIX, is_soft_teacher_state_dict
 
 _DDP_PREFIX = "module."
 
@@ -68,33 +66,28 @@ class SoftTeacherCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` that loads any of the checkpoints above into either kind of model.
 
     Construct it like ``DetectionCheckpointer(model, save_dir, **checkpointables)``; ``model``
-    may be wrapped in DistributedDataParallel.
+    may be wrapped in DistributedDataParallel. Beyond Detectron2's, it gives a plain detector the
+    teacher of a teacher-student checkpoint, a teacher-student model the student of a checkpoint
+    without teacher, and matches a model-zoo ``.pkl``'s names against one of the two detectors.
     """
 
     def _load_model(self, checkpoint):
         state_dict = _strip_ddp_prefix(checkpoint["model"])
-        if not is_teacher_student(self.model):
+        model_state = self.model.state_dict()
+        if not is_soft_teacher_state_dict(model_state):
             checkpoint["model"] = detector_state_dict(state_dict)
-            return super()._load_model(checkpoint)
-        if sub_state_dict(state_dict, TEACHER_PREFIX) and sub_state_dict(state_dict, STUDENT_PREFIX):
+        elif sub_state_dict(state_dict, TEACHER_PREFIX) and sub_state_dict(state_dict, STUDENT_PREFIX):
             checkpoint["model"] = state_dict
-            return super()._load_model(checkpoint)
-        return self._load_into_student_and_copy(checkpoint, detector_state_dict(state_dict))
-
-    def _load_into_student_and_copy(self, checkpoint, detector_weights):
-        student = self.model.student
-        if checkpoint.get("matching_heuristics", False):
-            # Model-zoo .pkl files: match names against one detector, as DetectionCheckpointer does.
-            self._convert_ndarray_to_tensor(detector_weights)
-            detector_weights = align_and_update_state_dicts(
-                student.state_dict(), detector_weights, c2_conversion=checkpoint.get("__author__") == "Caffe2"
-            )
-            checkpoint["matching_heuristics"] = False
-        checkpoint["model"] = OrderedDict((STUDENT_PREFIX + key, value) for key, value in detector_weights.items())
-        incompatible = super()._load_model(checkpoint)
-        copy_student_to_teacher(self.model.teacher, student)
-        self.logger.info("Loaded a single detector's weights into the student; the teacher is a copy of the student.")
-        # The teacher was filled by the copy; pixel_mean/std come from the config (as DetectionCheckpointer says).
-        ignored = {STUDENT_PREFIX + "pixel_mean", STUDENT_PREFIX + "pixel_std"}
-        missing = [k for k in incompatible.missing_keys if not k.startswith(TEACHER_PREFIX) and k not in ignored]
-        return incompatible._replace(missing_keys=missing)
+        else:  # one detector's weights, which the model's load hook gives to both
+            checkpoint["model"] = detector_state_dict(state_dict)
+            if checkpoint.get("matching_heuristics", False):
+                # Model-zoo .pkl files: Detectron2 matches names against the whole model, where each fits both
+                # detectors; match them against the student's.
+                self._convert_ndarray_to_tensor(checkpoint["model"])
+                checkpoint["model"] = align_and_update_state_dicts(
+                    sub_state_dict(model_state, STUDENT_PREFIX),
+                    checkpoint["model"],
+                    c2_conversion=checkpoint.get("__author__") == "Caffe2",
+                )
+                checkpoint["matching_heuristics"] = False
+        return super()._load_model(checkpoint)

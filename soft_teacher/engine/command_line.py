@@ -7,6 +7,7 @@ from detectron2.config import CfgNode
 from detectron2.engine import launch
 
 from soft_teacher.config import get_cfg, merge_config
+from soft_teacher.data import register_custom_datasets
 
 
 class ConfigError(ValueError):
@@ -16,13 +17,20 @@ class ConfigError(ValueError):
 def load_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     """``soft_teacher.config.get_cfg()`` merged with a yaml file and ``KEY VALUE`` options.
 
+    It also registers the config's custom datasets (``DATASETS.CUSTOM_COCO``,
+    ``DATASETS.CUSTOM_UNLABELED_FOLDERS``): every entry point reads its config here, so this is
+    where a process gets them. Code that builds a config otherwise, or a process that receives
+    one, calls ``soft_teacher.data.register_custom_datasets`` itself.
+
     Raises:
         ConfigError: a one-line message for an unknown key (naming it and the closest existing
-            keys), a value of the wrong type, a missing file or an odd-length option list.
+            keys), a value of the wrong type, a missing file, an odd-length option list, or a
+            malformed or clashing custom dataset entry.
     """
     cfg = get_cfg()
     try:
         merge_config(cfg, config_file, opts)
+        register_custom_datasets(cfg)
     except (KeyError, AssertionError, ValueError) as err:
         message = err.args[0] if err.args else repr(err)
         raise ConfigError(str(message)) from None

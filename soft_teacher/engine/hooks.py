@@ -1,14 +1,21 @@
-"""Training hooks of the semi-supervised trainer: the teacher's EMA, the pseudo-box watch, skipped images."""
+"""Hooks and a console writer of the semi-supervised trainer: the teacher's EMA, the pseudo-box watch,
+skipped images, and the pseudo-label statistics line."""
 import logging
 
 from detectron2.engine import HookBase
 from detectron2.utils import comm
+from detectron2.utils.events import EventWriter, get_event_storage
+from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from soft_teacher.modeling.ema import ema_momentum, ema_update
 
-from .teacher_student import unwrap_model
-
 logger = logging.getLogger(__name__)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a (Distributed)DataParallel wrapper, or ``model`` itself."""
+    return model.module if isinstance(model, (DataParallel, DistributedDataParallel)) else model
 
 
 class TeacherEMA(HookBase):
@@ -133,3 +140,49 @@ class SkippedUnlabeledImages(HookBase):
         if comm.get_world_size() > 1:
             count = sum(comm.all_gather(count))
         self.trainer.storage.put_scalar(self.KEY, count, smoothing_hint=False)
+
+
+def _on_console(name: str) -> bool:
+    """``ema_momentum`` and ``pseudo/*``, less other thresholds' figures and the outer uncertainty percentiles."""
+    if name == "ema_momentum":
+        return True
+    return name.startswith("pseudo/") and "_at_" not in name and name not in ("pseudo/uncertainty_p10",
+                                                                              "pseudo/uncertainty_p90")
+
+
+class PseudoLabelPrinter(EventWriter):
+    """Logs one line per write with the pseudo-label statistics and the EMA momentum.
+
+    ``pseudo/*`` scalars (pseudo boxes per image for the RPN, classification and regression
+    losses, teacher score, jitter-uncertainty median, precision and recall against hidden
+    annotations; the other thresholds' precision/recall and uncertainty percentiles only go to
+    metrics.json and TensorBoard, see :mod:`soft_teacher.modeling.pseudo_label_quality`) are median-smoothed
+    over the last ``window_size`` iterations, like CommonMetricPrinter's losses; ``ema_momentum``
+    is its latest value. Writes nothing while none of them has been logged in that window
+    (e.g. during burn-in) or since the last line. Complements CommonMetricPrinter (losses, lr,
+    data time, ETA).
+    """
+
+    def __init__(self, window_size: int = 20):
+        self.logger = logging.getLogger("detectron2.utils.events")
+        self._window_size = window_size
+        self._last_logged_iter = -1  # newest iteration already printed: the final write after training repeats none
+
+    def write(self):
+        storage = get_event_storage()
+        latest = storage.latest()
+        recent = {
+            name: iteration
+            for name, (_, iteration) in latest.items()
+            if _on_console(name) and iteration > storage.iter - self._window_size
+        }
+        if not recent or max(recent.values()) <= self._last_logged_iter:
+            return
+        self._last_logged_iter = max(recent.values())
+        fields = [
+            f"{name}: {storage.history(name).median(storage.count_samples(name, self._window_size)):.4g}"
+            if name.startswith("pseudo/")
+            else f"{name}: {latest[name][0]:.4g}"
+            for name in sorted(recent)
+        ]
+        self.logger.info(f" iter: {storage.iter}  " + "  ".join(fields))

@@ -5,29 +5,27 @@ Per iteration (Detectron2's SimpleTrainer / AMPTrainer step): one item of the tr
 optimizer step on the student; then the :class:`~soft_teacher.engine.hooks.TeacherEMA` hook
 updates the teacher. A config with a plain detector (``MODEL.META_ARCHITECTURE:
 GeneralizedRCNN``) trains it like DefaultTrainer, so supervised baselines share train_net.py.
+A NaN or infinite loss stops training on every rank, naming the iteration and each such loss.
 """
 import logging
 import os
 import weakref
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
+import torch
 from detectron2.config import CfgNode
-from detectron2.data import build_detection_train_loader
-from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, hooks
 from detectron2.evaluation import COCOEvaluator, verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from torch import nn
 
 from soft_teacher.config import EVAL_MODELS
-from soft_teacher.data import LabeledDatasetMapper, build_semisup_train_loader, register_custom_datasets
-from soft_teacher.data.datasets import check_categories
+from soft_teacher.data import build_semisup_train_loader, build_supervised_train_loader
 
 from .checkpoint import SoftTeacherCheckpointer
-from .hooks import NoPseudoBoxWarning, SkippedUnlabeledImages, TeacherEMA
-from .teacher_student import is_teacher_student, unwrap_model
-from .train_loop import FiniteLossAMPTrainer, FiniteLossSimpleTrainer
-from .writers import PseudoLabelPrinter
+from .hooks import NoPseudoBoxWarning, PseudoLabelPrinter, SkippedUnlabeledImages, TeacherEMA, unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +33,14 @@ logger = logging.getLogger(__name__)
 def is_semi_supervised(cfg: CfgNode) -> bool:
     """Whether ``cfg`` trains a Soft Teacher model on labeled and unlabeled sets."""
     return cfg.MODEL.META_ARCHITECTURE == "SoftTeacher"
+
+
+def is_teacher_student(model: nn.Module) -> bool:
+    """Whether ``model`` (possibly wrapped in DistributedDataParallel) has ``.teacher`` and ``.student`` modules."""
+    model = unwrap_model(model)
+    return isinstance(getattr(model, "teacher", None), nn.Module) and isinstance(
+        getattr(model, "student", None), nn.Module
+    )
 
 
 def models_to_evaluate(cfg: CfgNode) -> List[str]:
@@ -53,6 +59,43 @@ def verify_expected_results(cfg: CfgNode, results: Dict) -> bool:
     """
     first = models_to_evaluate(cfg)[0]
     return verify_results(cfg, results[first] if first in results else results)
+
+
+def check_losses_finite(loss_dict: Mapping[str, torch.Tensor], iteration: int) -> None:
+    """Raise FloatingPointError naming ``iteration`` and every loss that is NaN or infinite.
+
+    With several processes, every rank raises when any rank has a non-finite loss, and the message
+    names each loss with its rank. (Detectron2 raises on the main process only: the others would hang.)
+    """
+    bad = {name: loss.detach().float().item() for name, loss in loss_dict.items() if not torch.isfinite(loss).all()}
+    bad_per_rank = comm.all_gather(bad) if comm.get_world_size() > 1 else [bad]
+    listed = [
+        f"{name} = {value}" + (f" (rank {rank})" if len(bad_per_rank) > 1 else "")
+        for rank, rank_bad in enumerate(bad_per_rank)
+        for name, value in rank_bad.items()
+    ]
+    if listed:
+        raise FloatingPointError(
+            f"Loss became infinite or NaN at iteration {iteration}: {', '.join(listed)}. "
+            "Try a lower SOLVER.BASE_LR or a longer SOLVER.WARMUP_ITERS, enable SOLVER.CLIP_GRADIENTS, "
+            "and check the annotations of the batch (degenerate or out-of-image boxes)."
+        )
+
+
+class _FiniteLossCheck:
+    """For Detectron2's step trainers: :func:`check_losses_finite` on each step's losses before they are logged."""
+
+    def _write_metrics(self, loss_dict, data_time: float, prefix: str = "", iter: Optional[int] = None) -> None:
+        check_losses_finite(loss_dict, self.iter if iter is None else iter)
+        super()._write_metrics(loss_dict, data_time, prefix=prefix, iter=iter)
+
+
+class _FiniteLossSimpleTrainer(_FiniteLossCheck, SimpleTrainer):
+    pass
+
+
+class _FiniteLossAMPTrainer(_FiniteLossCheck, AMPTrainer):
+    pass
 
 
 class SoftTeacherTrainer(DefaultTrainer):
@@ -92,7 +135,7 @@ class SoftTeacherTrainer(DefaultTrainer):
         # require grad). It wraps the whole model, whose one forward call per step runs both losses.
         device_ids = None if cfg.MODEL.DEVICE == "cpu" else [comm.get_local_rank()]
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
-        step_trainer = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossSimpleTrainer
+        step_trainer = _FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else _FiniteLossSimpleTrainer
         self._trainer = step_trainer(model, data_loader, optimizer)
 
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -105,7 +148,7 @@ class SoftTeacherTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
-        """The train loader; it checks the datasets' categories against each other and the model.
+        """The train loader; it checks that the labeled images exist and that the categories agree.
 
         Soft Teacher configs: ``soft_teacher.data.build_semisup_train_loader``, yielding
         ``{"labeled": [...], "unlabeled": [...]}``. Other configs: Detectron2's loader of
@@ -119,10 +162,7 @@ class SoftTeacherTrainer(DefaultTrainer):
                 f"MODEL.META_ARCHITECTURE is {cfg.MODEL.META_ARCHITECTURE}, which trains on labeled images only: "
                 f"DATASETS.TRAIN_UNLABELED {tuple(cfg.DATASETS.TRAIN_UNLABELED)} is ignored."
             )
-        register_custom_datasets(cfg)
-        loader = build_detection_train_loader(cfg, mapper=LabeledDatasetMapper(cfg, is_train=True))
-        check_categories(cfg.DATASETS.TRAIN, (), cfg.DATASETS.TEST, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-        return loader
+        return build_supervised_train_loader(cfg)
 
     def build_hooks(self):
         """DefaultTrainer's hooks, with the teacher's EMA and the pseudo-box watch right after the LR scheduler.

@@ -53,16 +53,12 @@ def _check_detector(detector: GeneralizedRCNN) -> None:
 class SoftTeacher(nn.Module):
     """A student detector and its EMA teacher, trained semi-supervised with Soft Teacher.
 
-    Training input: ``{"labeled": [labeled dicts], "unlabeled": [unlabeled dicts]}`` (see
-    docs/architecture.md), or a plain list of labeled dicts for supervised losses only.
-    Per unlabeled image the teacher detects on the teacher view; its detections with
-    score >= ``initial_score_thresh`` are the candidate pseudo boxes, each with a box-jitter
-    uncertainty; they move to the student view with ``M = A_s @ inverse(A_t)``. The student
-    then gets, on the student view:
-
-    - RPN losses against the candidates with score >= ``rpn_pseudo_thresh``;
-    - the soft-teacher ROI classification loss against those with score >= ``cls_pseudo_thresh``;
-    - the ROI regression loss against those with uncertainty < ``reg_uncertainty_thresh``.
+    Per unlabeled image the teacher detects on the teacher view; its confident detections are the
+    candidate pseudo boxes, each with a box-jitter uncertainty, and move to the student view by
+    ``M = A_s @ inverse(A_t)`` (docs/architecture.md). On the student view the student gets RPN
+    losses and the soft-teacher ROI classification loss against the high-score candidates, and the
+    ROI regression loss against the low-uncertainty ones. The thresholds and weights are the
+    ``SOFT_TEACHER`` config keys; soft_teacher/config.py gives their meaning and defaults.
     """
 
     @configurable
@@ -85,20 +81,8 @@ class SoftTeacher(nn.Module):
         """
         Args:
             student: the detector to train; the teacher starts as a deep copy of it.
-            initial_score_thresh: teacher detections with a score >= this are candidate pseudo boxes.
-            rpn_pseudo_thresh, cls_pseudo_thresh: candidates with a score >= these supervise the
-                student's RPN and ROI classification.
-            reg_uncertainty_thresh: candidates with a jitter uncertainty < this supervise ROI regression.
-            jitter_times, jitter_scale: copies per candidate (>= 2) and their offset std, as a
-                fraction of the box width/height.
-            unsup_weight: factor of every unsupervised loss.
-            burn_in_iters: iterations (EventStorage.iter) with supervised losses only.
-            unsup_losses: which unsupervised losses the student gets, a subset of :data:`UNSUP_LOSSES`
-                (``"rpn"``: both RPN losses; ``"roi_cls"``; ``"roi_reg"``), e.g. for ablations.
-            strong_view_bn_stats: whether the student's forward on the student (strong) views updates
-                BatchNorm running statistics; if not, they come from the labeled images only.
-            eval_model: which detector predicts in eval mode: "teacher", "student", or "both"
-                (the teacher; the trainer evaluates each detector separately).
+            Every other argument is the ``SOFT_TEACHER`` key of the same name in upper case, described
+            in soft_teacher/config.py. ``burn_in_iters`` counts ``EventStorage.iter``.
         """
         super().__init__()
         _check_detector(student)
@@ -165,16 +149,10 @@ class SoftTeacher(nn.Module):
 
     def forward(self, batched_inputs: Union[Dict[str, List[dict]], List[dict]]):
         """
-        Args:
-            batched_inputs: in training, ``{"labeled": [...], "unlabeled": [...]}`` or a list of
-                labeled dicts; in eval mode, a list of Detectron2 input dicts.
-
-        Returns:
-            In training, a dict of scalar losses: ``sup_loss_rpn_cls``, ``sup_loss_rpn_loc``,
-            ``sup_loss_cls``, ``sup_loss_box_reg`` and, from a ``{"labeled", "unlabeled"}`` batch
-            after burn-in, ``unsup_loss_rpn_cls``, ``unsup_loss_rpn_loc``, ``unsup_loss_cls``,
-            ``unsup_loss_box_reg`` (already times ``unsup_weight``; those ``unsup_losses`` enables). In eval mode, the
-            predictions of :attr:`eval_detector`, as ``GeneralizedRCNN`` returns them.
+        In training, ``batched_inputs`` is ``{"labeled": [...], "unlabeled": [...]}`` (or a plain list of
+        labeled dicts) and the result a dict of scalar losses: the student's own as ``sup_loss_*`` and,
+        after burn-in, those of ``unsup_losses`` as ``unsup_loss_*``, already times ``unsup_weight``.
+        In eval mode the predictions of :attr:`eval_detector` on a list of Detectron2 input dicts.
         """
         if not self.training:
             return self.eval_detector(batched_inputs)
@@ -185,11 +163,8 @@ class SoftTeacher(nn.Module):
         return losses
 
     def unsupervised_losses(self, unlabeled: List[dict]) -> Dict[str, torch.Tensor]:
-        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; also writes ``pseudo/*`` stats
-        (over all processes' unlabeled images).
-
-        The student's own EventStorage scalars (RPN anchors, ROI samples) go under ``unsup/``.
-        """
+        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; writes ``pseudo/*`` stats over
+        all ranks, and the student's own scalars (RPN anchors, ROI samples) under ``unsup/``."""
         if not unlabeled:
             raise ValueError(
                 "The unlabeled batch is empty after burn-in; set SOLVER.IMS_PER_BATCH_UNLABELED to at "
@@ -295,21 +270,24 @@ def _plain_detector_into_both(module: "SoftTeacher", state_dict, prefix: str, *a
 
     So every loader (``DetectionCheckpointer``, ``DefaultPredictor``, ``load_state_dict``) gives a
     SoftTeacher model the weights of a model-zoo or exported detector instead of silently loading
-    nothing. A weight whose shape differs from the model's (e.g. another number of classes) is left
-    out with a warning, as Detectron2's checkpointer does.
+    nothing. The student takes them, and the teacher becomes a copy of the student, weights the
+    state dict lacks included (e.g. the heads, for an ImageNet backbone). A weight whose shape
+    differs from the model's (e.g. another number of classes) is left out with a warning, as
+    Detectron2's checkpointer does.
     """
     own = {key[len(prefix):]: key for key in state_dict if key.startswith(prefix)}
     if not own or is_soft_teacher_state_dict(own):
         return
-    shapes = {name: value.shape for name, value in module.student.state_dict().items()}
+    student = module.student.state_dict()
     for name, key in own.items():
         value = state_dict.pop(key)
-        if name in shapes and tuple(value.shape) != tuple(shapes[name]):
+        if name in student and tuple(value.shape) != tuple(student[name].shape):
             logger.warning(f"Skip loading '{name}': its shape {tuple(value.shape)} differs from the model's "
-                           f"{tuple(shapes[name])}.")
+                           f"{tuple(student[name].shape)}.")
             continue
-        for model_prefix in (STUDENT_PREFIX, TEACHER_PREFIX):
-            state_dict[prefix + model_prefix + name] = value
+        state_dict[prefix + STUDENT_PREFIX + name] = value
+    for name, value in student.items():
+        state_dict[prefix + TEACHER_PREFIX + name] = state_dict.get(prefix + STUDENT_PREFIX + name, value)
 
 
 def _split_batch(batched_inputs) -> Tuple[List[dict], Optional[List[dict]]]:
