@@ -1,12 +1,14 @@
-"""Shell commands written in docs (README.md, config headers), parsed as the code parses them."""
+"""Shell commands written in docs (README.md, config headers), parsed as the code parses them; tools run as commands."""
 import importlib.util
 import os
 import shlex
+import subprocess
 import sys
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 from detectron2.engine import default_argument_parser
 
+from engine_helpers import run_train_net
 from soft_teacher.engine import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,12 +30,19 @@ def join_commands(lines: Iterable[str], prefixes=("python ",)) -> List[str]:
 
 
 def load_tool(tool: str):
-    """The module ``tools/<tool>.py``."""
+    """The module ``tools/<tool>.py``, for the argument parsers of the commands docs show (README.md, config
+    headers) and the tools with no package module behind them (install, make_coco_splits); test anything else
+    of a tool through its package module, or run it with :func:`run_tool`."""
     spec = importlib.util.spec_from_file_location(tool, os.path.join(REPO, "tools", f"{tool}.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[tool] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
+
+
+def run_tool(tool: str, argv: Sequence[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run ``python tools/<tool>.py argv`` from the repository root (one torch thread); its output in ``.stdout``."""
+    return run_train_net(list(argv), timeout, script=os.path.join("tools", f"{tool}.py"))
 
 
 def parse_train_net(argv: List[str]):

@@ -1,5 +1,5 @@
-"""tools/benchmark_accuracy.py (with soft_teacher.engine.branch_runs, which trains its runs) and
-tools/benchmark_speed.py: their arithmetic, and a tiny CPU run of each.
+"""The accuracy benchmark (soft_teacher.utils.accuracy_benchmark, with soft_teacher.engine.branch_runs, which
+trains its runs) and the speed benchmark (tools/benchmark_speed.py): their arithmetic, and a tiny CPU run of each.
 
 The CPU runs here use tiny settings; they check that the scripts train, branch, read back and
 report what they should, so that a long benchmark spends its time measuring, not debugging.
@@ -9,14 +9,12 @@ import os
 
 import pytest
 
-from commands import load_tool
+from commands import run_tool
 from engine_helpers import read_metrics, write_metrics
 from soft_teacher.engine import branch_runs
+from soft_teacher.utils import accuracy_benchmark
 
-benchmark_accuracy = load_tool("benchmark_accuracy")
-benchmark_speed = load_tool("benchmark_speed")
-
-BenchmarkRun = benchmark_accuracy.BenchmarkRun
+BenchmarkRun = accuracy_benchmark.BenchmarkRun
 SUP_1, SOFT_1 = BenchmarkRun("supervised", 1, 1), BenchmarkRun("soft_teacher", 1, 1)
 # The benchmark's schedule shrunk: the Soft Teacher run branches at B = 2 from model_0000001.pth.
 BRANCH_AT_2 = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
@@ -50,20 +48,20 @@ class FakeLauncher:
 
 
 def test_gap_closed_is_the_share_of_the_supervised_to_ceiling_gap():
-    assert benchmark_accuracy.gap_closed(ap_soft=40.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(0.5)
-    assert benchmark_accuracy.gap_closed(ap_soft=25.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(-0.25)
+    assert accuracy_benchmark.gap_closed(ap_soft=40.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(0.5)
+    assert accuracy_benchmark.gap_closed(ap_soft=25.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(-0.25)
 
 
 def test_gap_closed_is_undefined_without_a_positive_gap_or_a_figure():
-    assert benchmark_accuracy.gap_closed(ap_soft=40.0, ap_sup=50.0, ap_full=50.0) is None
-    assert benchmark_accuracy.gap_closed(ap_soft=None, ap_sup=30.0, ap_full=50.0) is None
+    assert accuracy_benchmark.gap_closed(ap_soft=40.0, ap_sup=50.0, ap_full=50.0) is None
+    assert accuracy_benchmark.gap_closed(ap_soft=None, ap_sup=30.0, ap_full=50.0) is None
 
 
 def test_spread_is_the_mean_and_half_range_over_seeds():
-    figures = benchmark_accuracy.spread({2: 64.2, 1: 62.0})
+    figures = accuracy_benchmark.spread({2: 64.2, 1: 62.0})
     assert figures["mean"] == pytest.approx(63.1) and figures["half_range"] == pytest.approx(1.1)
     assert figures["values"] == {"1": 62.0, "2": 64.2}
-    assert benchmark_accuracy.spread({}) is None
+    assert accuracy_benchmark.spread({}) is None
 
 
 def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
@@ -77,14 +75,14 @@ def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
         "soft_teacher_5pct_seed1": run("soft_teacher", 5, 1, {"teacher": 65.0, "student": 61.0}),
         "soft_teacher_5pct_seed2": run("soft_teacher", 5, 2, {"teacher": 67.0, "student": 63.0}),
     }
-    entry = benchmark_accuracy.summarize(per_run)["5"]
+    entry = accuracy_benchmark.summarize(per_run)["5"]
     assert entry["seeds"] == [1, 2] and entry["ceiling"] == 72.0
     assert entry["supervised"]["mean"] == 62.0 and entry["teacher"]["mean"] == 66.0
     assert entry["gap_closed"]["teacher"] == pytest.approx((66.0 - 62.0) / (72.0 - 62.0))
     assert entry["gap_closed"]["student"] == pytest.approx(0.0)
     assert entry["difference"] == {"teacher": {"1": 5.0, "2": 3.0}, "student": {"1": 1.0, "2": -1.0}}
     results = {"runs": per_run, "percents": {"5": entry}, "machine": MACHINE, "opts": []}
-    row = next(line for line in benchmark_accuracy.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
+    row = next(line for line in accuracy_benchmark.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
     assert row == ("| 5% | 1, 2 | 62.0 ± 2.0 (60.0, 64.0) | 66.0 ± 1.0 (65.0, 67.0) | 62.0 ± 1.0 (61.0, 63.0) | 72.0 "
                    "| 40% / 0% | seed 1: +5.0, seed 2: +3.0 | seed 1: +1.0, seed 2: -1.0 |")
 
@@ -163,12 +161,13 @@ def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_pa
     assert len(launch.started(SOFT_1)) == 1
 
 
-def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_training(capsys):
+def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_training(tmp_path):
     opts = BRANCH_AT_2[:-1] + ["3"]  # B = 3: model_0000002.pth, but period 2 saves model_0000001/3 only
     problems = branch_runs.branch_problems([SUP_1.run, SOFT_1.run], opts)
     assert len(problems) == 1 and "model_0000002.pth" in problems[0] and "CHECKPOINT_PERIOD 2" in problems[0]
-    assert benchmark_accuracy.main(["--output", "unused", "--percents", "1", "--seeds", "1"] + opts) == 2
-    assert "cannot branch" in capsys.readouterr().err
+    output = tmp_path / "unused"
+    completed = run_tool("benchmark_accuracy", ["--output", str(output), "--percents", "1", "--seeds", "1"] + opts)
+    assert completed.returncode == 2 and "cannot branch" in completed.stdout and not output.exists()
 
 
 def test_a_branch_whose_twin_trains_another_schedule_or_data_is_refused():
@@ -193,7 +192,7 @@ def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
         if run.twin:
             per_run[run.name].update(twin=run.twin.name, burn_in_iters=4)
     png = tmp_path / "accuracy_curves.png"
-    drawn = benchmark_accuracy.plot_accuracy_curves(str(tmp_path), per_run, str(png))
+    drawn = accuracy_benchmark.plot_accuracy_curves(str(tmp_path), per_run, str(png))
     assert png.read_bytes().startswith(b"\x89PNG")
     assert sorted(drawn) == [5] and len(drawn[5]) == 7  # ceiling, 2 supervised, 2 x (teacher, student)
     assert branch_runs.ap_curve(str(tmp_path / "supervised_5pct_seed1"), "bbox/AP", 8) == ([4, 8], [11.0, 21.0])
@@ -205,12 +204,11 @@ def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin
     output = tmp_path / "accuracy"
     write_metrics(output / "supervised_100pct_seed1", [{"iteration": 4, "bbox/AP": 50.0}])  # finished earlier
     md = tmp_path / "BENCHMARKS.md"
-    status = benchmark_accuracy.main([
-        "--output", str(output), "--percents", "1", "--seeds", "1", "--parallel", "2", "--benchmarks-md", str(md),
-        *BRANCH_AT_2, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "TEST.EVAL_PERIOD", "0",
-        "DATASETS.TEST", "('shapes_train_1pct_1',)",  # 30 images: a quick evaluation
-    ])
-    assert status == 0
+    opts = [*BRANCH_AT_2, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "TEST.EVAL_PERIOD", "0",
+            "DATASETS.TEST", "('shapes_train_1pct_1',)"]  # 30 test images: a quick evaluation
+    results = accuracy_benchmark.run_benchmark(accuracy_benchmark.plan_runs([(1, 1)]), str(output), opts, parallel=2,
+                                               benchmarks_md=str(md), command="python tools/benchmark_accuracy.py")
+    assert all(run["box_ap"] is not None for run in results["runs"].values())
     runs = json.loads((output / "results.json").read_text())["runs"]
     assert runs["supervised_100pct_seed1"]["state"] == "finished earlier"
     assert set(runs["supervised_1pct_seed1"]["box_ap"]) == {"model"}
@@ -229,12 +227,12 @@ def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin
 @pytest.mark.slow
 def test_speed_benchmark_times_both_iterations_on_the_cpu_and_reports_their_ratio(tmp_path):
     output = str(tmp_path / "speed")
-    status = benchmark_speed.main([
+    completed = run_tool("benchmark_speed", [
         "--output", output, "--iters", "2", "--warmup", "1", "--amp", "off", "--num-images", "6",
         "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MAX_SIZE_TRAIN", "128",
         "DATALOADER.NUM_WORKERS", "0",
-    ])
-    assert status == 0
+    ], timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:]
     with open(os.path.join(output, "results.json")) as f:
         results = json.load(f)
     by_method = {r["method"]: r for r in results["settings"]}

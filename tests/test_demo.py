@@ -1,18 +1,17 @@
-"""tools/run_demo.py (``make demo``): Soft Teacher against its supervised twin, and the two demo configs."""
+"""soft_teacher.utils.demo (tools/run_demo.py, ``make demo``): Soft Teacher against its supervised twin, and the
+two demo configs."""
 import json
 import math
 import os
 
 import cv2
-import numpy as np
 import pytest
 
 from soft_teacher.data.datasets.shapes import generate_shapes
-from soft_teacher.engine import branch_runs, load_config
+from soft_teacher.engine import ConfigError, branch_runs, load_config
+from soft_teacher.utils import demo
 from soft_teacher.utils.metrics import metrics_records
-from commands import REPO as _ROOT, load_tool
-
-run_demo = load_tool("run_demo")
+from commands import REPO as _ROOT
 
 SOFT_TEACHER_DEMO = os.path.join(_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")
 SUPERVISED_DEMO = os.path.join(_ROOT, "configs", "shapes", "supervised_demo.yaml")
@@ -43,12 +42,10 @@ def tiny_shapes(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_trains_both_arms_side_by_side_and_compares_them_on_the_cpu(tiny_shapes, tmp_path, capsys, monkeypatch):
+def test_demo_trains_both_arms_side_by_side_and_compares_them_on_the_cpu(tiny_shapes, tmp_path, monkeypatch):
     monkeypatch.setattr(branch_runs, "POLL_SECONDS", 0.5)
     output = str(tmp_path / "demo")
-    status = run_demo.main(["--output", output, "--num-pictures", "2", *TINY_SCHEDULE, *tiny_shapes])
-    printed = capsys.readouterr().out
-    assert status == 0, printed
+    printed = "\n".join(demo.summary_lines(demo.run_demo(output, [*TINY_SCHEDULE, *tiny_shapes], num_pictures=2)))
     with open(os.path.join(output, "results.json")) as f:
         results = json.load(f)
     assert results["datasets"] == {"tiny_labeled": 4, "tiny_unlabeled": 16, "tiny_val": 4}
@@ -77,29 +74,30 @@ def test_demo_trains_both_arms_side_by_side_and_compares_them_on_the_cpu(tiny_sh
         assert line in printed, line
 
 
-def test_a_failed_arm_is_an_error_naming_its_log(tmp_path, capsys, monkeypatch):
+def test_a_failed_arm_is_an_error_naming_its_log(tmp_path, monkeypatch):
     def no_training(self):
         return {"supervised": {"state": f"failed (exit code 1; see {tmp_path}/supervised/stdout.log)"},
                 "soft_teacher": {"state": "not started: supervised/model_0000599.pth is missing"}}
 
     monkeypatch.setattr(branch_runs.Scheduler, "run", no_training)
-    monkeypatch.setattr(run_demo, "prepare_datasets", lambda cfgs: {})
-    assert run_demo.main(["--output", str(tmp_path)]) == 1
-    supervised_line, soft_line = capsys.readouterr().err.splitlines()
+    monkeypatch.setattr(demo, "prepare_datasets", lambda cfgs: {})
+    with pytest.raises(demo.DemoError) as error:
+        demo.run_demo(str(tmp_path))
+    supervised_line, soft_line = str(error.value).splitlines()
     assert "the supervised twin arm" in supervised_line and "exit code 1" in supervised_line
     assert "the Soft Teacher arm" in soft_line and "not started" in soft_line
     assert soft_line.endswith(f"Read {tmp_path}/supervised/stdout.log (the trainer's log.txt is beside it).")
 
 
-def test_a_burn_in_the_twin_does_not_checkpoint_is_refused_before_training(tmp_path, capsys):
-    assert run_demo.main(["--output", str(tmp_path), "SOFT_TEACHER.BURN_IN_ITERS", "500"]) == 2
-    error = capsys.readouterr().err
-    assert "cannot branch" in error and "model_0000499.pth" in error and not os.listdir(tmp_path)
+def test_a_burn_in_the_twin_does_not_checkpoint_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match=r"(?s)cannot branch.*model_0000499\.pth"):  # the tool's exit code 2
+        demo.run_demo(str(tmp_path), ["SOFT_TEACHER.BURN_IN_ITERS", "500"])
+    assert not os.listdir(tmp_path)
 
 
 def test_demo_configs_share_the_schedule_and_the_twin_saves_the_branch_checkpoint():
     soft, supervised = load_config(SOFT_TEACHER_DEMO), load_config(SUPERVISED_DEMO)
-    runs = run_demo.plan_arms(SOFT_TEACHER_DEMO, SUPERVISED_DEMO)
+    runs = demo.plan_arms(SOFT_TEACHER_DEMO, SUPERVISED_DEMO)
     assert [run.name for run in runs] == ["supervised", "soft_teacher"] and runs[1].twin == runs[0]
     assert branch_runs.branch_problems(runs) == []
     burn_in = soft.SOFT_TEACHER.BURN_IN_ITERS
@@ -123,24 +121,24 @@ def test_demo_configs_differ_only_in_the_semi_supervised_parts():
 
 def test_box_ap_of_the_arms_comes_from_their_final_evaluations():
     soft = {"teacher": {"AP": 31.456, "APl": float("nan")}, "student": {"AP": 29.0}}
-    box_ap = run_demo.box_ap_of_arms({"model": {"AP": 30.0, "AP50": 50.0}}, soft)
+    box_ap = demo.box_ap_of_arms({"model": {"AP": 30.0, "AP50": 50.0}}, soft)
     assert box_ap == {"teacher": {"AP": 31.46, "APl": None}, "student": {"AP": 29.0},
                       "supervised": {"AP": 30.0, "AP50": 50.0}}
 
 
 def test_ap_differences_are_each_soft_teacher_model_minus_the_supervised_twin():
     box_ap = {"teacher": {"AP": 31.46}, "student": {"AP": 29.0}, "supervised": {"AP": 30.0}}
-    assert run_demo.ap_differences(box_ap) == {"teacher - supervised": pytest.approx(1.46),
-                                               "student - supervised": pytest.approx(-1.0)}
-    assert run_demo.ap_differences({"teacher": {"AP": 31.0}, "supervised": {"AP": None}}) == {
+    assert demo.ap_differences(box_ap) == {"teacher - supervised": pytest.approx(1.46),
+                                           "student - supervised": pytest.approx(-1.0)}
+    assert demo.ap_differences({"teacher": {"AP": 31.0}, "supervised": {"AP": None}}) == {
         "teacher - supervised": None, "student - supervised": None}
 
 
 def test_pseudo_label_summary_takes_precision_recall_and_boxes_at_the_classification_threshold():
     stats = {"pseudo/precision": 0.81234, "pseudo/recall": 0.4, "pseudo/boxes_per_image_cls": 1.5,
              "pseudo/boxes_per_image_rpn": 9.0, "pseudo/precision_at_0.5": 0.3}
-    assert run_demo.pseudo_label_summary(stats) == {"precision": 0.8123, "recall": 0.4, "boxes_per_image": 1.5}
-    assert run_demo.pseudo_label_summary({"pseudo/boxes_per_image_cls": 0.0}) == {
+    assert demo.pseudo_label_summary(stats) == {"precision": 0.8123, "recall": 0.4, "boxes_per_image": 1.5}
+    assert demo.pseudo_label_summary({"pseudo/boxes_per_image_cls": 0.0}) == {
         "precision": None, "recall": None, "boxes_per_image": 0.0}
 
 
@@ -156,22 +154,8 @@ def test_summary_prints_each_arm_the_differences_and_the_pseudo_labels():
         "results_json": "out/results.json",
         "runs": {"supervised": {"output_dir": "out/supervised"}, "soft_teacher": {"output_dir": "out/soft_teacher"}},
     }
-    text = "\n".join(run_demo.summary_lines(results))
+    text = "\n".join(demo.summary_lines(results))
     assert "teacher    box AP 31.5  AP50 50.0" in text and "supervised box AP 30.0  AP50 n/a" in text
     assert "teacher - supervised: +1.5 AP" in text and "student - supervised: -1.0 AP" in text
     assert "score >= 0.9" in text and "precision 0.81, recall 0.40, n/a boxes per image" in text
     assert "after 900 iterations" in text and "at iteration 600" in text and "out/supervised" in text
-
-
-def test_grid_picture_tiles_row_major_and_enlarges(tmp_path):
-    paths = []
-    for index, (height, width) in enumerate([(10, 20), (12, 8), (5, 5)]):
-        path = str(tmp_path / f"{index}.png")
-        cv2.imwrite(path, np.full((height, width, 3), index * 50, dtype=np.uint8))
-        paths.append(path)
-    out = str(tmp_path / "grid.png")
-    run_demo.grid_picture(paths, out, columns=2, scale=2)
-    grid = cv2.imread(out)
-    assert grid.shape == (2 * 2 * 12, 2 * 2 * 20, 3)  # 2 rows x 2 columns of 12 x 20 cells, doubled
-    assert (grid[0, 0] == 0).all() and (grid[0, 2 * 20] == 50).all() and (grid[2 * 12, 0] == 100).all()
-    assert (grid[-1, -1] == 255).all()  # the empty fourth cell is white

@@ -1,4 +1,5 @@
-"""tools/export_teacher.py: the teacher as a plain checkpoint that stock Detectron2 loads and runs."""
+"""soft_teacher.utils.checkpoints.export_teacher (tools/export_teacher.py): the teacher as a plain checkpoint that
+stock Detectron2 loads and runs."""
 import logging
 import os
 
@@ -9,13 +10,11 @@ import torch
 from detectron2.config import get_cfg as get_stock_detectron2_cfg
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
-from soft_teacher.engine import SoftTeacherCheckpointer
+from soft_teacher.engine import SoftTeacherCheckpointer, load_config
+from soft_teacher.utils.checkpoints import export_teacher
 
 from conftest import make_tiny_cfg
 from engine_helpers import write_config
-from commands import load_tool
-
-export_teacher = load_tool("export_teacher")
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def stock_predictor(cfg, weights):
 def test_exported_teacher_loads_in_stock_detectron2_and_predicts_like_the_teacher(trained, tmp_path):
     cfg, model, config_file, checkpoint = trained
     output = str(tmp_path / "teacher.pth")
-    assert export_teacher.main(["--config-file", config_file, "--checkpoint", checkpoint, "--output", output]) == 0
+    export_teacher(load_config(config_file), checkpoint, output)
 
     predictor = stock_predictor(cfg, output)
     for name, value in model.teacher.state_dict().items():
@@ -72,7 +71,7 @@ def test_export_of_a_checkpoint_without_teacher_writes_the_student_and_warns(tra
     logging.getLogger("soft_teacher.engine.checkpoint").addHandler(handler)
     try:
         exported = tmp_path / "exported.pth"
-        export_teacher.export_teacher(cfg, str(tmp_path / "student_only.pth"), str(exported))
+        export_teacher(cfg, str(tmp_path / "student_only.pth"), str(exported))
     finally:
         logging.getLogger("soft_teacher.engine.checkpoint").removeHandler(handler)
     assert any("no teacher weights" in r.getMessage() for r in records)
@@ -81,12 +80,13 @@ def test_export_of_a_checkpoint_without_teacher_writes_the_student_and_warns(tra
         assert torch.equal(weights[name], value), name
 
 
-def test_export_fails_clearly_on_a_plain_checkpoint_or_another_config(trained, tmp_path, capsys):
-    cfg, model, config_file, checkpoint = trained
+def test_export_fails_clearly_on_a_plain_checkpoint_or_another_config(trained, tmp_path):
+    cfg, model, _, checkpoint = trained
     torch.save({"model": model.teacher.state_dict()}, tmp_path / "plain.pth")
-    args = ["--config-file", config_file, "--output", str(tmp_path / "out.pth")]
-    assert export_teacher.main(args + ["--checkpoint", str(tmp_path / "plain.pth")]) == 2
-    assert "not a Soft Teacher checkpoint" in capsys.readouterr().err
-    assert export_teacher.main(args + ["--checkpoint", checkpoint, "MODEL.ROI_HEADS.NUM_CLASSES", "5"]) == 2
-    assert "does not match the config's detector" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "out.pth")
+    output = str(tmp_path / "out.pth")
+    with pytest.raises(ValueError, match="not a Soft Teacher checkpoint"):
+        export_teacher(cfg, str(tmp_path / "plain.pth"), output)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 5
+    with pytest.raises(ValueError, match="does not match the config's detector"):
+        export_teacher(cfg, checkpoint, output)
+    assert not os.path.exists(output)

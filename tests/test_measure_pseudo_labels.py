@@ -1,4 +1,5 @@
-"""tools/measure_pseudo_labels.py and soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels."""
+"""soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels, soft_teacher.utils.measure and their command
+line tools/measure_pseudo_labels.py."""
 import json
 
 import numpy as np
@@ -16,18 +17,14 @@ from soft_teacher.modeling.pseudo_label_quality import (
     pseudo_label_figures,
 )
 
-from commands import load_tool
+from commands import run_tool
 from conftest import make_tiny_cfg
 from engine_helpers import tiny_semisup_cfg, write_config
-
-tool = load_tool("measure_pseudo_labels")
+from soft_teacher.engine import load_config
+from soft_teacher.utils.checkpoints import load_detector
+from soft_teacher.utils.measure import sample_dataset_dicts
 
 LOWER_THRESHOLDS = ["SOFT_TEACHER.INITIAL_SCORE_THRESH", "0.0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
-
-
-def error_lines(capsys):
-    """The tool's ``error: ...`` lines on stderr (in-process, stderr also holds Detectron2's logging)."""
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
 
 
 def instances(boxes, classes, scores=None, uncertainty=None):
@@ -149,17 +146,18 @@ def tiny_run(tmp_path_factory):
 
 def test_a_soft_teacher_checkpoint_loads_its_teacher(tiny_run):
     config_file, checkpoint, teacher_state, _ = tiny_run
-    detector = tool.load_detector(tool.load_config(config_file), checkpoint)
+    detector = load_detector(load_config(config_file), checkpoint)
     assert type(detector).__name__ == "GeneralizedRCNN" and not detector.training
     assert all(torch.equal(value, teacher_state[key]) for key, value in detector.state_dict().items())
 
 
-def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path, capsys):
+def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path):
     config_file, checkpoint, _, _ = tiny_run
     output = tmp_path / "figures" / "quality.json"
     argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--dataset", "measure_pl_unlabeled",
             "--num", "3", "--output", str(output), *LOWER_THRESHOLDS]
-    assert tool.main(argv) == 0
+    completed = run_tool("measure_pseudo_labels", argv)
+    assert completed.returncode == 0, completed.stdout[-3000:]
     figures = json.loads(output.read_text())
     assert figures["images"] == 3 and figures["annotations"] > 0 and figures["initial_score_thresh"] == 0.0
     rows = figures["score_thresholds"]
@@ -172,37 +170,33 @@ def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path, capsys):
     assert recalls == sorted(recalls, reverse=True)
     assert [row["threshold"] for row in figures["uncertainty_thresholds"]] == [0.02, 0.03, 0.04, 0.05, None]
     assert figures["uncertainty_thresholds"][-1]["candidates"] == figures["candidates"] > 0
-    printed = capsys.readouterr().out
+    printed = completed.stdout
     assert "precision" in printed and "uncertainty percentiles" in printed and "     0.95" in printed
 
 
 def test_the_sample_is_seeded_and_without_replacement(tiny_run):
     config_file, *_ = tiny_run
-    tool.register_custom_datasets(tool.load_config(config_file))
-    first = tool.sample_dataset_dicts("measure_pl_unlabeled", 3, seed=5)
-    assert [d["image_id"] for d in first] == [d["image_id"] for d in tool.sample_dataset_dicts(
+    load_config(config_file)  # registers the config's datasets
+    first = sample_dataset_dicts("measure_pl_unlabeled", 3, seed=5)
+    assert [d["image_id"] for d in first] == [d["image_id"] for d in sample_dataset_dicts(
         "measure_pl_unlabeled", 3, seed=5)]
     assert len({d["image_id"] for d in first}) == 3
-    assert len(tool.sample_dataset_dicts("measure_pl_unlabeled", 150, seed=0)) == 4
+    assert len(sample_dataset_dicts("measure_pl_unlabeled", 150, seed=0)) == 4
 
 
-def test_a_dataset_without_annotations_is_refused(tiny_run, capsys):
-    config_file, checkpoint, _, unlabeled_folder = tiny_run
-    folders = f"(('measure_pl_folder', '{unlabeled_folder}'),)"
-    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--dataset", "measure_pl_folder",
-            "DATASETS.CUSTOM_UNLABELED_FOLDERS", folders]
-    assert tool.main(argv) == 2
-    (error,) = error_lines(capsys)
-    assert "'measure_pl_folder' has no hidden annotations to measure against" in error
+def test_a_dataset_without_annotations_is_refused(tiny_run):
+    config_file, _, _, unlabeled_folder = tiny_run
+    load_config(config_file, ["DATASETS.CUSTOM_UNLABELED_FOLDERS", f"(('measure_pl_folder', '{unlabeled_folder}'),)"])
+    with pytest.raises(ValueError, match="'measure_pl_folder' has no hidden annotations to measure against"):
+        sample_dataset_dicts("measure_pl_folder", 150, seed=0)
 
 
 @pytest.mark.parametrize("problem", ["checkpoint", "config", "dataset"])
-def test_missing_inputs_give_one_error_line_and_exit_code_2(problem, tiny_run, tmp_path, capsys):
+def test_missing_inputs_raise_the_errors_the_tool_reports(problem, tiny_run, tmp_path):
+    """The tool prints these (FileNotFoundError, or ValueError such as ConfigError) as one line, exit code 2."""
     config_file, checkpoint, _, _ = tiny_run
-    args = {"config": config_file, "checkpoint": checkpoint, "dataset": "measure_pl_unlabeled"}
-    args[problem] = {"checkpoint": str(tmp_path / "nope.pth"), "config": str(tmp_path / "nope.yaml"),
-                     "dataset": "no_such_dataset"}[problem]
-    argv = ["--config-file", args["config"], "--checkpoint", args["checkpoint"], "--dataset", args["dataset"]]
-    assert tool.main(argv) == 2
-    (error,) = error_lines(capsys)
-    assert {"checkpoint": "nope.pth not found", "config": "nope.yaml", "dataset": "not a registered"}[problem] in error
+    expected = {"checkpoint": "nope.pth not found", "config": "nope.yaml", "dataset": "not a registered"}[problem]
+    with pytest.raises((FileNotFoundError, ValueError), match=expected):
+        cfg = load_config(str(tmp_path / "nope.yaml") if problem == "config" else config_file)
+        sample_dataset_dicts("no_such_dataset" if problem == "dataset" else "measure_pl_unlabeled", 150, seed=0)
+        load_detector(cfg, str(tmp_path / "nope.pth"))

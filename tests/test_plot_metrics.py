@@ -1,14 +1,11 @@
-"""soft_teacher.utils.metrics and its command line tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
+"""soft_teacher.utils.metrics (tools/plot_metrics.py): curves from Detectron2 metrics.json files."""
 import os
 
 import cv2
 import numpy as np
 import pytest
-from commands import load_tool
 from engine_helpers import write_metrics
-from soft_teacher.utils.metrics import load_metrics, metrics_records, plot_metrics
-
-plot_metrics_tool = load_tool("plot_metrics")
+from soft_teacher.utils.metrics import default_plot_path, load_metrics, metrics_records, plot_metrics
 
 SOFT_TEACHER_LINES = [
     {"iteration": 19, "total_loss": 3.0, "sup_loss_cls": 1.0, "unsup_loss_cls": 0.5,
@@ -97,13 +94,12 @@ def test_one_label_per_run_is_required(tmp_path):
         plot_metrics([run, run], str(tmp_path / "x.png"), labels=["only one"])
 
 
-def test_command_line_writes_metrics_png_next_to_the_run(tmp_path, capsys):
+def test_the_default_picture_is_metrics_png_next_to_the_run(tmp_path):
     run = write_metrics(tmp_path / "run", SOFT_TEACHER_LINES)
-    assert plot_metrics_tool.main([run]) == 0
-    assert os.path.getsize(os.path.join(run, "metrics.png")) > 0
-    assert "Wrote" in capsys.readouterr().out
+    assert default_plot_path(run) == default_plot_path(os.path.join(run, "metrics.json")) == os.path.join(
+        run, "metrics.png")
 
 
-def test_command_line_reports_a_missing_run_and_fails(tmp_path, capsys):
-    assert plot_metrics_tool.main([str(tmp_path / "nowhere")]) == 2
-    assert "No metrics file at" in capsys.readouterr().err
+def test_a_missing_run_is_an_error_that_says_what_to_pass(tmp_path):  # the tool prints it, exit code 2
+    with pytest.raises(FileNotFoundError, match="No metrics file at .* Pass a training output folder"):
+        plot_metrics([str(tmp_path / "nowhere")], str(tmp_path / "x.png"))

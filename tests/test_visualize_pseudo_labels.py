@@ -1,4 +1,5 @@
-"""tools/visualize_pseudo_labels.py: teacher and student views with the pseudo boxes drawn in."""
+"""soft_teacher.utils.visualize and its command line tools/visualize_pseudo_labels.py: teacher and student views
+with the pseudo boxes drawn in."""
 import os
 
 import cv2
@@ -12,19 +13,20 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from conftest import make_tiny_cfg
-from commands import load_tool
-
-tool = load_tool("visualize_pseudo_labels")
+from commands import run_tool
+from soft_teacher.engine import load_config
+from soft_teacher.utils import visualize
+from soft_teacher.utils.checkpoints import load_model
 
 SIZE = 128  # square test images; the hand-made teacher view is the original image
 GRAY = 128
 # Known teacher detections (teacher view): box, class, score and the verdict each must get.
 # Class 1 boxes are regressed exactly (uncertainty 0), class 0 ones not at all (uncertainty ~ the jitter).
 KNOWN = [
-    ([8, 16, 40, 48], 1, 0.95, tool.BOTH),
-    ([72, 16, 120, 48], 0, 0.95, tool.CLASSIFICATION_ONLY),
-    ([8, 80, 40, 112], 1, 0.60, tool.REGRESSION_ONLY),
-    ([72, 80, 120, 112], 0, 0.60, tool.REJECTED),
+    ([8, 16, 40, 48], 1, 0.95, visualize.BOTH),
+    ([72, 16, 120, 48], 0, 0.95, visualize.CLASSIFICATION_ONLY),
+    ([8, 80, 40, 112], 1, 0.60, visualize.REGRESSION_ONLY),
+    ([72, 80, 120, 112], 0, 0.60, visualize.REJECTED),
     ([44, 56, 84, 72], 0, 0.30, None),  # below SOFT_TEACHER.INITIAL_SCORE_THRESH: no pseudo box
 ]
 KNOWN_BOXES = torch.tensor([box for box, *_ in KNOWN], dtype=torch.float32)
@@ -56,7 +58,7 @@ def class_1_exact_regression(self, predictions, proposals):
 
 @pytest.fixture
 def known_teacher(monkeypatch):
-    """Every detector's ROI heads give the KNOWN boxes (patched on the classes, so the CLI's model too)."""
+    """Every detector's ROI heads give the KNOWN boxes (patched on the classes)."""
     monkeypatch.setattr(StandardROIHeads, "forward", known_detections)
     monkeypatch.setattr(FastRCNNOutputLayers, "predict_boxes_for_gt_classes", class_1_exact_regression)
 
@@ -86,18 +88,28 @@ def tiny_model():
 def test_verdicts_follow_the_thresholds(tiny_cfg):
     labels = Instances((10, 10), scores=torch.tensor([0.95, 0.95, 0.6, 0.6]),
                        uncertainty=torch.tensor([0.01, 0.05, 0.01, 0.05]))
-    expected = [tool.BOTH, tool.CLASSIFICATION_ONLY, tool.REGRESSION_ONLY, tool.REJECTED]
-    assert tool.verdicts(labels, tiny_cfg).tolist() == [tool.VERDICTS.index(v) for v in expected]
+    expected = [visualize.BOTH, visualize.CLASSIFICATION_ONLY, visualize.REGRESSION_ONLY, visualize.REJECTED]
+    assert visualize.verdicts(labels, tiny_cfg).tolist() == [visualize.VERDICTS.index(v) for v in expected]
+
+
+def test_each_threshold_picks_the_boxes_of_its_own_loss(tiny_cfg):
+    tiny_cfg.SOFT_TEACHER.RPN_PSEUDO_THRESH, tiny_cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH = 0.9, 0.8
+    labels = Instances((10, 10), scores=torch.tensor([0.95, 0.85, 0.6]), uncertainty=torch.tensor([0.05, 0.01, 0.01]))
+    losses = visualize.supervised_losses(labels, tiny_cfg)
+    assert {name: mask.tolist() for name, mask in losses.items()} == {
+        "rpn": [True, False, False], "cls": [True, True, False], "reg": [False, True, True]}
+    expected = [visualize.CLASSIFICATION_ONLY, visualize.BOTH, visualize.REGRESSION_ONLY]
+    assert visualize.verdicts(labels, tiny_cfg).tolist() == [visualize.VERDICTS.index(v) for v in expected]
 
 
 def test_picture_shows_known_boxes_in_both_views_in_their_verdict_colours(tiny_model, known_teacher, tmp_path):
     model, cfg = tiny_model
     dataset_dicts = [{"file_name": "img/a.jpg", "image_id": 1, "height": SIZE, "width": SIZE}]
-    (picture,) = tool.draw_pseudo_labels(model, cfg, dataset_dicts, str(tmp_path), mapper=flip_mapper)
+    (picture,) = visualize.draw_pseudo_labels(model, cfg, dataset_dicts, str(tmp_path), mapper=flip_mapper)
 
     assert picture.path == os.path.join(str(tmp_path), "0000_a.png")
     expected = [verdict for *_, verdict in KNOWN if verdict is not None]
-    assert [tool.VERDICTS[i] for i in picture.teacher_labels.verdict.tolist()] == expected
+    assert [visualize.VERDICTS[i] for i in picture.teacher_labels.verdict.tolist()] == expected
     rgb = cv2.imread(picture.path)[:, :, ::-1]
     for (x1, y1, x2, y2), _, _, verdict in KNOWN:
         middle = (y1 + y2) // 2
@@ -117,7 +129,7 @@ def test_boxes_leaving_the_student_view_are_not_drawn_there(tiny_model, known_te
         return views
 
     dataset_dicts = [{"file_name": "b.png", "image_id": 2, "height": SIZE, "width": SIZE}]
-    (picture,) = tool.draw_pseudo_labels(model, cfg, dataset_dicts, str(tmp_path), mapper=shift_right_mapper)
+    (picture,) = visualize.draw_pseudo_labels(model, cfg, dataset_dicts, str(tmp_path), mapper=shift_right_mapper)
     assert len(picture.teacher_labels) == 4
     assert picture.student_labels.gt_boxes.tensor.tolist() == [[78, 16, 110, 48], [78, 80, 110, 112]]
 
@@ -126,7 +138,7 @@ def test_training_views_of_a_real_image_are_drawn(tiny_model, known_teacher, tmp
     model, cfg = tiny_model
     image_path = str(tmp_path / "photo.png")
     cv2.imwrite(image_path, np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
-    pictures = tool.draw_pseudo_labels(model, cfg, tool.image_dicts(image_path), str(tmp_path / "out"))
+    pictures = visualize.draw_pseudo_labels(model, cfg, visualize.image_dicts(image_path), str(tmp_path / "out"))
     assert len(pictures) == 1 and len(pictures[0].teacher_labels) == 4
     picture = cv2.imread(pictures[0].path)
     assert picture is not None and picture.shape[1] >= 2 * min(cfg.INPUT.MIN_SIZE_TRAIN)
@@ -136,14 +148,28 @@ def test_image_dicts_read_a_folder_in_name_order(tmp_path):
     for name in ("b.jpg", "a.png"):
         cv2.imwrite(str(tmp_path / name), np.zeros((20, 30, 3), np.uint8))
     (tmp_path / "notes.txt").write_text("not an image")
-    dicts = tool.image_dicts(str(tmp_path))
+    dicts = visualize.image_dicts(str(tmp_path))
     assert [os.path.basename(d["file_name"]) for d in dicts] == ["a.png", "b.jpg"]
-    assert len(tool.image_dicts(str(tmp_path), num=1)) == 1
+    assert len(visualize.image_dicts(str(tmp_path), num=1)) == 1
 
 
 def test_unknown_input_says_what_is_accepted(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither an image file, a folder of images, nor a registered"):
-        tool.image_dicts(str(tmp_path / "missing"))
+        visualize.image_dicts(str(tmp_path / "missing"))
+
+
+def test_grid_picture_tiles_row_major_and_enlarges(tmp_path):
+    paths = []
+    for index, (height, width) in enumerate([(10, 20), (12, 8), (5, 5)]):
+        path = str(tmp_path / f"{index}.png")
+        cv2.imwrite(path, np.full((height, width, 3), index * 50, dtype=np.uint8))
+        paths.append(path)
+    out = str(tmp_path / "grid.png")
+    visualize.grid_picture(paths, out, columns=2, scale=2)
+    grid = cv2.imread(out)
+    assert grid.shape == (2 * 2 * 12, 2 * 2 * 20, 3)  # 2 rows x 2 columns of 12 x 20 cells, doubled
+    assert (grid[0, 0] == 0).all() and (grid[0, 2 * 20] == 50).all() and (grid[2 * 12, 0] == 100).all()
+    assert (grid[-1, -1] == 255).all()  # the empty fourth cell is white
 
 
 @pytest.fixture(scope="module")
@@ -162,38 +188,34 @@ def tiny_run(tmp_path_factory):
     return str(config_file), str(tmp_path / "tiny.pth"), str(images)
 
 
-def test_command_line_draws_each_image_of_a_folder(known_teacher, tiny_run, tmp_path, capsys):
+def test_command_line_draws_each_image_of_a_folder(tiny_run, tmp_path):
     config_file, checkpoint, images = tiny_run
     output = str(tmp_path / "pictures")
     argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--input", images, "--output", output,
             "--num", "2", "MODEL.DEVICE", "cpu"]
-    assert tool.main(argv) == 0
+    completed = run_tool("visualize_pseudo_labels", argv)
+    assert completed.returncode == 0, completed.stdout[-3000:]
     assert sorted(os.listdir(output)) == ["0000_x.png", "0001_y.png"]
     assert all(os.path.getsize(os.path.join(output, name)) > 0 for name in os.listdir(output))
-    assert capsys.readouterr().out.count("4 pseudo boxes") == 2
+    assert completed.stdout.count(" in the student view") == 2
 
 
-def test_command_line_reports_a_missing_checkpoint(tiny_run, tmp_path, capsys):
-    config_file, _, images = tiny_run
+def test_a_missing_checkpoint_is_reported(tiny_run, tmp_path):
+    config_file, _, _ = tiny_run
     missing = str(tmp_path / "nope.pth")
-    argv = ["--config-file", config_file, "--checkpoint", missing, "--input", images, "--output", str(tmp_path)]
-    assert tool.main(argv) == 2
-    assert f"Checkpoint {missing} not found" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=f"Checkpoint {missing} not found"):
+        load_model(load_config(config_file), missing)
 
 
-def test_command_line_reports_a_missing_dataset_folder_from_the_config(tiny_run, tmp_path, capsys):
-    config_file, checkpoint, _ = tiny_run
+def test_a_missing_dataset_folder_from_the_config_is_reported(tiny_run, tmp_path):
+    config_file, _, _ = tiny_run
     missing = str(tmp_path / "no_such_folder")
-    folders = f"(('vis_test_missing_folder', '{missing}'),)"
-    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--input", "vis_test_missing_folder",
-            "--output", str(tmp_path), "DATASETS.CUSTOM_UNLABELED_FOLDERS", folders]
-    assert tool.main(argv) == 2
-    assert f"'{missing}' does not exist" in capsys.readouterr().err
+    load_config(config_file, ["DATASETS.CUSTOM_UNLABELED_FOLDERS", f"(('vis_test_missing_folder', '{missing}'),)"])
+    with pytest.raises(FileNotFoundError, match=f"'{missing}' does not exist"):
+        visualize.image_dicts("vis_test_missing_folder")
 
 
-def test_command_line_reports_an_unknown_config_key(tiny_run, tmp_path, capsys):
-    config_file, checkpoint, images = tiny_run
-    argv = ["--config-file", config_file, "--checkpoint", checkpoint, "--input", images, "--output", str(tmp_path),
-            "SOFT_TEACHER.CLS_PSEUDO_TRESH", "0.8"]
-    assert tool.main(argv) == 2
-    assert "SOFT_TEACHER.CLS_PSEUDO_THRESH" in capsys.readouterr().err  # the closest existing key
+def test_an_unknown_config_key_is_reported_with_the_closest_one(tiny_run):
+    config_file, _, _ = tiny_run
+    with pytest.raises(ValueError, match="SOFT_TEACHER.CLS_PSEUDO_THRESH"):  # ConfigError, which the tool reports
+        load_config(config_file, ["SOFT_TEACHER.CLS_PSEUDO_TRESH", "0.8"])

@@ -12,7 +12,8 @@ checkpoint ``model_{B-1:07d}.pth`` is copied into the Soft Teacher folder and th
 continues at iteration B with the twin's weights (student and teacher), optimizer and LR schedule; the two arms
 share their first B iterations. A branch waits until that checkpoint is written. Finished runs (final evaluation
 in ``metrics.json``) are read, not trained again; interrupted ones resume from their last checkpoint.
-The training, branching and reading of the runs is ``soft_teacher.engine.branch_runs``.
+The training, branching and reading of the runs is ``soft_teacher.engine.branch_runs``; the report
+``soft_teacher.utils.accuracy_benchmark``.
 
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (final box AP as mean +- half-range over seeds, the gap
 closed, per-seed differences, pseudo-label statistics) and ``OUTPUT/accuracy_curves.png``; with
@@ -26,271 +27,13 @@ Usage::
 import argparse
 import os
 import shlex
-import shutil
 import signal
 import sys
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmark_report, a sibling tool
-
-import benchmark_report  # noqa: E402
-from detectron2.data import DatasetCatalog  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-import soft_teacher  # noqa: E402,F401  (registers the shapes set)
-from soft_teacher.engine import ConfigError  # noqa: E402
-from soft_teacher.engine.branch_runs import (  # noqa: E402
-    PSEUDO_WINDOW,
-    Run,
-    Scheduler,
-    ap_curve,
-    branch_problems,
-    checkpoint_name,
-    final_box_ap,
-    pseudo_label_stats,
-)
-from soft_teacher.utils.metrics import LINE_STYLES  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_DIR = os.path.join(REPO, "configs", "shapes")
-DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
-CEILING = (100, 1)
-SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
-FIGURE = "accuracy_curves.png"
-ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "0.5"}
-
-
-@dataclass(frozen=True)
-class BenchmarkRun:
-    method: str  # "supervised" or "soft_teacher"
-    percent: int
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}_{self.percent}pct_seed{self.seed}"
-
-    @property
-    def config_file(self) -> str:
-        return os.path.join(CONFIG_DIR, f"{self.method}_R18_FPN_{self.percent}pct.yaml")
-
-    @property
-    def twin(self) -> Optional["BenchmarkRun"]:
-        """The supervised run a Soft Teacher run branches from."""
-        return BenchmarkRun("supervised", self.percent, self.seed) if self.method == "soft_teacher" else None
-
-    @property
-    def run(self) -> Run:
-        """The run to train: its config with ``SEED``, branching from its twin's."""
-        return Run(self.name, self.config_file, ("SEED", str(self.seed)), self.twin.run if self.twin else None)
-
-    def config(self, opts: Sequence[str]):
-        return self.run.config(opts)
-
-
-def plan_runs(table: Sequence[Tuple[int, int]]) -> List[BenchmarkRun]:
-    """The supervised runs (the ceiling last), then their Soft Teacher branches."""
-    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + [BenchmarkRun("supervised", *CEILING)]
-    return supervised + [BenchmarkRun("soft_teacher", p, s) for p, s in table]
-
-
-# ----------------------------------------------------------------------------- results
-
-
-def spread(values: Dict[int, float]) -> Optional[dict]:
-    """``{"mean", "half_range", "values": {seed: AP}}`` of per-seed values; None without any."""
-    if not values:
-        return None
-    figures = list(values.values())
-    return {"mean": sum(figures) / len(figures), "half_range": (max(figures) - min(figures)) / 2,
-            "values": {str(seed): value for seed, value in sorted(values.items())}}
-
-
-def paired_differences(soft: Dict[int, float], sup: Dict[int, float]) -> Dict[str, float]:
-    """``{seed: soft - sup}`` over the seeds both have."""
-    return {str(seed): soft[seed] - sup[seed] for seed in sorted(soft) if seed in sup}
-
-
-def gap_closed(ap_soft: Optional[float], ap_sup: Optional[float], ap_full: Optional[float]) -> Optional[float]:
-    """``(AP_soft - AP_sup) / (AP_100 - AP_sup)``; None when a figure is missing or the gap is not positive."""
-    if None in (ap_soft, ap_sup, ap_full) or ap_full - ap_sup <= 0:
-        return None
-    return (ap_soft - ap_sup) / (ap_full - ap_sup)
-
-
-def summarize(per_run: Dict[str, dict]) -> Dict[str, dict]:
-    """Per semi-supervised percent: each arm's spread over seeds, the ceiling, gap closed, paired differences."""
-    def by_seed(method: str, percent: int, model: str) -> Dict[int, float]:
-        return {run["seed"]: run["box_ap"][model] for run in per_run.values()
-                if run["method"] == method and run["percent"] == percent and (run["box_ap"] or {}).get(model)
-                is not None}
-
-    ceiling = spread(by_seed("supervised", CEILING[0], "model"))
-    ap_full = ceiling["mean"] if ceiling else None
-    summary = {}
-    percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
-    for percent in percents:
-        sup = by_seed("supervised", percent, "model")
-        arms = {"teacher": by_seed("soft_teacher", percent, "teacher"),
-                "student": by_seed("soft_teacher", percent, "student")}
-        sup_spread = spread(sup)
-        entry = {
-            "seeds": sorted(run["seed"] for run in per_run.values()
-                            if run["method"] == "soft_teacher" and run["percent"] == percent),
-            "supervised": sup_spread, "ceiling": ap_full,
-        }
-        for arm, values in arms.items():
-            entry[arm] = spread(values)
-        entry["gap_closed"] = {
-            arm: gap_closed(entry[arm]["mean"] if entry[arm] else None, sup_spread["mean"] if sup_spread else None,
-                            ap_full) for arm in arms}
-        entry["difference"] = {arm: paired_differences(values, sup) for arm, values in arms.items()}
-        summary[str(percent)] = entry
-    return summary
-
-
-def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[str], status: Dict[str, dict]) -> Dict:
-    per_run = {}
-    for run in runs:
-        cfg = run.config(opts)
-        out = os.path.join(output, run.name)
-        entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
-                 "config_file": os.path.relpath(run.config_file, REPO), "max_iter": cfg.SOLVER.MAX_ITER,
-                 "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
-        if run.twin is not None:
-            entry["twin"] = run.twin.name
-            entry["branched_from"] = os.path.join(run.twin.name, checkpoint_name(cfg.SOFT_TEACHER.BURN_IN_ITERS - 1))
-            entry["burn_in_iters"] = cfg.SOFT_TEACHER.BURN_IN_ITERS
-            entry["pseudo_labels"] = pseudo_label_stats(out)
-        per_run[run.name] = entry
-    return {"runs": per_run, "percents": summarize(per_run), "machine": benchmark_report.machine_description(),
-            "opts": list(opts)}
-
-
-def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dict[int, List[str]]:
-    """Box AP against iterations trained, one panel per semi-supervised percent; ``{percent: lines drawn}``.
-
-    Supervised (``bbox/AP``), Soft Teacher teacher and student: one colour per arm, one line style per
-    seed, the 100% ceiling in grey; a vertical line at the branch point. A Soft Teacher curve starts at
-    its twin's evaluation at the branch point, where both arms are the same model.
-    """
-    percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
-    seeds = sorted({run["seed"] for run in per_run.values()})
-    figure = Figure(figsize=(6 * max(1, len(percents)), 4.5), tight_layout=True)
-    FigureCanvasAgg(figure)
-    drawn = {}
-    ceiling = [(name, run) for name, run in per_run.items() if run["percent"] == CEILING[0]]
-    for index, percent in enumerate(percents):
-        axes = figure.add_subplot(1, max(1, len(percents)), index + 1)
-        axes.set_title(f"{percent}% labeled")
-        axes.set_xlabel("iterations trained")
-        axes.set_ylabel("box AP (%)")
-        lines = []
-
-        def draw(xs, ys, label, color, style):
-            if xs:
-                axes.plot(xs, ys, color=color, linestyle=style, marker="o", markersize=3, label=label)
-                lines.append(label)
-
-        for name, run in ceiling:
-            draw(*ap_curve(os.path.join(output, name), "bbox/AP", run["max_iter"]),
-                 f"supervised 100% seed {run['seed']}", ARM_COLORS["ceiling"], ":")
-        for name, run in sorted(per_run.items(), key=lambda item: (item[1]["method"] != "supervised", item[1]["seed"])):
-            if run["percent"] != percent:
-                continue
-            style = LINE_STYLES[seeds.index(run["seed"]) % len(LINE_STYLES)]
-            out = os.path.join(output, name)
-            if run["method"] == "supervised":
-                draw(*ap_curve(out, "bbox/AP", run["max_iter"]), f"supervised seed {run['seed']}",
-                     ARM_COLORS["supervised"], style)
-                continue
-            burn_in = run["burn_in_iters"]
-            twin = ap_curve(os.path.join(output, run["twin"]), "bbox/AP", run["max_iter"])
-            start = [(x, y) for x, y in zip(*twin) if x == burn_in]
-            for arm in ("teacher", "student"):
-                xs, ys = ap_curve(out, f"{arm}/bbox/AP", run["max_iter"])
-                if xs and start:
-                    xs, ys = [burn_in] + xs, [start[0][1]] + ys
-                draw(xs, ys, f"Soft Teacher {arm} seed {run['seed']}", ARM_COLORS[arm], style)
-            axes.axvline(burn_in, color="0.6", linestyle="--", linewidth=0.8)
-        if lines:
-            axes.legend(fontsize="small")
-        else:
-            axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes, color="gray")
-        drawn[percent] = lines
-    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
-    figure.savefig(png, dpi=100)
-    return drawn
-
-
-def _ap(figures: Optional[dict]) -> str:
-    """``63.1 ± 1.1 (62.0, 64.2)`` for several seeds, ``63.1`` for one."""
-    if not figures:
-        return "not measured"
-    if len(figures["values"]) == 1:
-        return f"{figures['mean']:.1f}"
-    values = ", ".join(f"{v:.1f}" for v in figures["values"].values())
-    return f"{figures['mean']:.1f} ± {figures['half_range']:.1f} ({values})"
-
-
-def _share(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
-
-
-def _differences(values: Dict[str, float]) -> str:
-    return ", ".join(f"seed {seed}: {value:+.1f}" for seed, value in values.items()) or "n/a"
-
-
-def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
-    runs, percents = results["runs"], results["percents"]
-    rows = []
-    for percent, entry in percents.items():
-        rows.append([f"{percent}%", ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]),
-                     _ap(entry["teacher"]), _ap(entry["student"]),
-                     "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
-                     f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}",
-                     _differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
-    iterations = sorted({run["max_iter"] for run in runs.values()})
-    burn_ins = sorted({run["burn_in_iters"] for run in runs.values() if "burn_in_iters" in run})
-    lines = [
-        "## Accuracy on the synthetic shapes set",
-        "",
-        f"Box AP on shapes_val (COCO AP@[.5:.95], %) after {', '.join(map(str, iterations))} iterations; fold 1 of "
-        "each split; configs under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), `SEED` per "
-        f"run. Each Soft Teacher run branches from the supervised run of the same seed at iteration "
-        f"{', '.join(map(str, burn_ins)) or 'B'} (its burn-in): the two share everything before it. Cells give the "
-        "mean ± half-range over seeds and each seed's AP in parentheses. Gap closed = (AP_soft - AP_sup) / "
-        "(AP_100 - AP_sup) on the seed means; the last two columns pair the runs of each seed (soft - supervised).",
-        "",
-        benchmark_report.markdown_table(
-            ["labeled", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)", "supervised 100%",
-             "gap closed (teacher / student)", "teacher - supervised", "student - supervised"], rows),
-    ]
-    if figure:
-        lines += ["", f"![Box AP on shapes_val during training]({figure})"]
-    pseudo_rows = []
-    for name, run in runs.items():
-        stats = run.get("pseudo_labels")
-        if stats:
-            pseudo_rows.append([name] + [f"{stats[key]:.2f}" if key in stats else "n/a" for key in
-                                         ("pseudo/precision", "pseudo/recall", "pseudo/boxes_per_image_cls")])
-    if pseudo_rows:
-        lines += ["", f"Pseudo labels of the Soft Teacher runs (mean over each run's last {PSEUDO_WINDOW} "
-                      "iterations; precision and recall against the unlabeled images' hidden boxes):", "",
-                  benchmark_report.markdown_table(["run", "precision", "recall", "pseudo boxes / image"],
-                                                  pseudo_rows)]
-    unfinished = [f"{name}: {run.get('state')}" for name, run in runs.items() if run.get("box_ap") is None]
-    lines += ["", f"Machine: {benchmark_report.machine_line(results['machine'])}.", "", f"Command: `{command}`"]
-    if results["opts"]:
-        lines += ["", f"Config overrides for every run: `{shlex.join(results['opts'])}`."]
-    if unfinished:
-        lines += ["", "Not finished: " + "; ".join(unfinished) + "."]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- command line
+from soft_teacher.engine import ConfigError
+from soft_teacher.engine.branch_runs import branch_problems
+from soft_teacher.utils.accuracy_benchmark import DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark
 
 
 def _int_list(text: str) -> List[int]:
@@ -341,21 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     # A terminated benchmark stops its runs (Scheduler.run's cleanup) instead of leaving them orphaned.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    print("Preparing the shapes set (generated on first use)...", flush=True)
-    for name in ("shapes_train", "shapes_val"):
-        DatasetCatalog.get(name)
-    status = Scheduler([run.run for run in runs], args.output, args.opts, args.parallel).run()
-    results = collect_results(runs, args.output, args.opts, status)
-    results["command"] = command
-    plot_accuracy_curves(args.output, results["runs"], os.path.join(args.output, FIGURE))
-    section = None
-    if args.benchmarks_md:
-        docs_png = os.path.join(os.path.dirname(os.path.abspath(args.benchmarks_md)), "docs", FIGURE)
-        os.makedirs(os.path.dirname(docs_png), exist_ok=True)
-        shutil.copyfile(os.path.join(args.output, FIGURE), docs_png)
-        section = markdown(results, command, f"docs/{FIGURE}")
-    benchmark_report.write_results(args.output, results, markdown(results, command, FIGURE), args.benchmarks_md,
-                                   "accuracy", section_text=section)
+    results = run_benchmark(runs, args.output, args.opts, args.parallel, args.benchmarks_md, command)
     return 0 if all(run["box_ap"] is not None for run in results["runs"].values()) else 1
 
 

@@ -5,25 +5,18 @@ One DataLoader worker runs the mapper in one process with one thread, so this fi
 measured with ``--threads 1``, is the throughput of each worker. Images are synthetic
 640x480 JPEGs (COCO's typical size, with texture so that decoding costs what a photo
 costs), written to a temporary folder; views use COCO-scale settings (short side drawn
-in 400-1200, long side <= 1333), as in the reference configs.
+in 400-1200, long side <= 1333), as in the reference configs. The measurement is
+``soft_teacher.utils.mapper_benchmark``.
 
     python tools/benchmark_mapper.py                    # this project's mapper
     python tools/benchmark_mapper.py --stock-resize-flip  # with Detectron2's PIL resize / numpy flip instead
 """
 import argparse
-import os
-import tempfile
-import time
-from collections import defaultdict
 
 import cv2
-import numpy as np
 import torch
-from detectron2.data import detection_utils as utils
-from detectron2.data import transforms as T
 
-from soft_teacher.config import get_cfg
-from soft_teacher.data.mappers import UnlabeledDatasetMapper, build_view_augmentations, read_image
+from soft_teacher.utils.mapper_benchmark import coco_scale_mapper, measure_mapper
 
 
 def parse_args(argv=None):
@@ -43,90 +36,25 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def write_synthetic_jpegs(folder: str, count: int, width: int, height: int, rng: np.random.Generator):
-    """Textured JPEGs (smooth colour fields, shapes, fine noise) of about the size of COCO's photos."""
-    files = []
-    for i in range(count):
-        image = cv2.resize(rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8), (width, height),
-                           interpolation=cv2.INTER_CUBIC)
-        for _ in range(12):
-            x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-            color = tuple(int(c) for c in rng.integers(0, 256, 3))
-            cv2.circle(image, (x, y), int(rng.integers(10, 120)), color, thickness=-1)
-        image = cv2.add(image, rng.integers(0, 24, image.shape, dtype=np.uint8))
-        path = os.path.join(folder, f"{i:06d}.jpg")
-        cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        files.append(path)
-    return files
-
-
-def stock_augmentations(cfg, view: str):
-    """The view's augmentations with Detectron2's stock resize and flip (its ``build_augmentation``) first."""
-    return utils.build_augmentation(cfg, is_train=True) + build_view_augmentations(cfg, view)[2:]
-
-
-def time_steps(mapper: UnlabeledDatasetMapper, dicts, iters: int):
-    """Mean ms of decoding and of each augmentation step of both views."""
-    totals = defaultdict(float)
-    for i in range(iters):
-        record = dicts[i % len(dicts)]
-        start = time.perf_counter()
-        image = read_image(record["file_name"], mapper.image_format)
-        totals[("decode", "")] += time.perf_counter() - start
-        for view, augs in (("teacher", mapper.teacher_augmentations), ("student", mapper.student_augmentations)):
-            aug_input = T.AugInput(image)
-            for aug in augs.augs:
-                start = time.perf_counter()
-                aug(aug_input)
-                totals[(view, type(aug).__name__)] += time.perf_counter() - start
-            start = time.perf_counter()
-            torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
-            totals[(view, "to CHW tensor")] += time.perf_counter() - start
-    return {k: 1000 * v / iters for k, v in totals.items()}
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)
-    cfg = get_cfg()
-    cfg.INPUT.MIN_SIZE_TRAIN = tuple(args.min_size)
-    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "range"
-    cfg.INPUT.MAX_SIZE_TRAIN = args.max_size
-    if args.stock_resize_flip:
-        mapper = UnlabeledDatasetMapper(teacher_augmentations=stock_augmentations(cfg, "teacher"),
-                                        student_augmentations=stock_augmentations(cfg, "student"),
-                                        image_format=cfg.INPUT.FORMAT)
-    else:
-        mapper = UnlabeledDatasetMapper(cfg)
-    np.random.seed(args.seed)
-    with tempfile.TemporaryDirectory() as folder:
-        files = write_synthetic_jpegs(folder, args.images, *args.size, np.random.default_rng(args.seed))
-        dicts = [{"file_name": f, "image_id": i} for i, f in enumerate(files)]
-        kib = np.mean([os.path.getsize(f) for f in files]) / 1024
-        for record in dicts[:5]:  # warm-up
-            mapper(record)
-        runs_ms, runs_steps = [], []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            for i in range(args.iters):
-                mapper(dicts[i % len(dicts)])
-            runs_ms.append(1000 * (time.perf_counter() - start) / args.iters)
-            runs_steps.append(time_steps(mapper, dicts, args.iters))
-    ms = min(runs_ms)
-    steps = {k: min(run[k] for run in runs_steps) for k in runs_steps[0]}
+    mapper = coco_scale_mapper(args.min_size, args.max_size, args.stock_resize_flip)
+    timing = measure_mapper(mapper, args.images, args.size, args.iters, args.repeats, args.seed)
+    ms = min(timing.ms_per_image)
 
-    print(f"unlabeled mapper, {args.size[0]}x{args.size[1]} JPEGs ({kib:.0f} KiB mean), short side "
+    print(f"unlabeled mapper, {args.size[0]}x{args.size[1]} JPEGs ({timing.mean_kib:.0f} KiB mean), short side "
           f"{args.min_size[0]}-{args.min_size[1]}, max {args.max_size}, {args.threads} thread(s), "
           f"{'stock Detectron2 resize/flip' if args.stock_resize_flip else 'cv2 resize/flip'}")
     print(f"  {ms:.1f} ms/image  ->  {1000 / ms:.1f} images/s per worker  (best of {args.repeats}: "
-          + ", ".join(f"{v:.1f}" for v in runs_ms) + " ms)")
+          + ", ".join(f"{v:.1f}" for v in timing.ms_per_image) + " ms)")
     parts = {"decode": 0.0, "teacher": 0.0, "student": 0.0}
-    for (part, _), value in steps.items():
+    for (part, _), value in timing.steps_ms.items():
         parts[part] += value
     total = sum(parts.values())
     print("  split: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in parts.items()))
-    for (part, step), value in steps.items():
+    for (part, step), value in timing.steps_ms.items():
         if step:
             print(f"    {part:8s} {step:24s} {value:6.2f} ms")
 

@@ -25,82 +25,18 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
-from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from soft_teacher.data import UnlabeledDatasetMapper, register_custom_datasets
-from soft_teacher.engine import SoftTeacherCheckpointer, load_config
-from soft_teacher.modeling.pseudo_label_quality import measure_pseudo_labels, require_hidden_annotations
-
-
-def sample_dataset_dicts(name: str, num: int, seed: int) -> List[dict]:
-    """``num`` dicts (all, if fewer) of the registered dataset ``name``, drawn without replacement.
-
-    Raises:
-        FileNotFoundError: ``name`` is not registered.
-        ValueError: its dicts have no annotations to measure against.
-    """
-    if name not in DatasetCatalog.list():
-        raise FileNotFoundError(
-            f"--dataset {name!r} is not a registered dataset: pass a name such as shapes_train_5pct_1_unlabeled, "
-            "or declare your own with DATASETS.CUSTOM_COCO."
-        )
-    dicts = DatasetCatalog.get(name)
-    indices = np.random.RandomState(seed).choice(len(dicts), min(num, len(dicts)), replace=False)
-    sample = [dicts[i] for i in indices]
-    require_hidden_annotations(sample, f"Dataset {name!r}")
-    return sample
-
-
-def load_detector(cfg, checkpoint: str) -> torch.nn.Module:
-    """A plain detector of ``cfg`` (a Soft Teacher config's detector) with ``checkpoint``'s weights, in eval mode.
-
-    A Soft Teacher checkpoint gives its teacher (see ``soft_teacher.engine.detector_state_dict``).
-    """
-    if "://" not in checkpoint and not os.path.isfile(checkpoint):
-        raise FileNotFoundError(
-            f"Checkpoint {checkpoint} not found. Pass a file that train_net.py wrote to OUTPUT_DIR "
-            "(e.g. model_final.pth) or a Detectron2 model-zoo URL."
-        )
-    detector_cfg = cfg.clone()
-    detector_cfg.defrost()
-    detector_cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
-    detector = build_model(detector_cfg)
-    SoftTeacherCheckpointer(detector).load(checkpoint)
-    return detector.eval()
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def format_figures(figures: dict) -> str:
-    """The figures of ``measure_pseudo_labels`` as a readable table."""
-    lines = [
-        f"{figures['images']} images ({figures['skipped_images']} unreadable skipped), "
-        f"{figures['annotations']} annotations, {figures['candidates']} candidate pseudo boxes "
-        f"(score >= {figures['initial_score_thresh']:g})",
-        "",
-        f"{'score >=':>9} {'boxes/image':>12} {'precision':>10} {'recall':>8}",
-    ]
-    for row in figures["score_thresholds"]:
-        lines.append(f"{row['threshold']:>9g} {_fmt(row['boxes_per_image'], 2):>12} "
-                     f"{_fmt(row['precision']):>10} {_fmt(row['recall']):>8}")
-    percentiles = figures["uncertainty_percentiles"]
-    lines += ["", "uncertainty percentiles: " + "  ".join(f"{k} {_fmt(v, 4)}" for k, v in percentiles.items()), ""]
-    lines.append(f"{'uncertainty <':>13} {'candidates':>10} {'mean IoU':>9} {'IoU >= 0.75':>12}")
-    for row in figures["uncertainty_thresholds"]:
-        threshold = "all" if row["threshold"] is None else f"{row['threshold']:g}"
-        lines.append(f"{threshold:>13} {row['candidates']:>10} {_fmt(row['mean_iou']):>9} "
-                     f"{_fmt(row['well_localised_share']):>12}")
-    return "\n".join(lines)
+from soft_teacher.data import UnlabeledDatasetMapper
+from soft_teacher.engine import load_config
+from soft_teacher.modeling.pseudo_label_quality import measure_pseudo_labels
+from soft_teacher.utils.checkpoints import load_detector
+from soft_teacher.utils.measure import format_figures, sample_dataset_dicts
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -124,7 +60,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         cfg = load_config(args.config_file, args.opts)
         cfg.freeze()
-        register_custom_datasets(cfg)
         dataset_dicts = sample_dataset_dicts(args.dataset, args.num, args.seed)
         model = load_detector(cfg, args.checkpoint)
     except (FileNotFoundError, ValueError) as err:  # ValueError includes ConfigError; the message says what to fix

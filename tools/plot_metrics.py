@@ -22,11 +22,10 @@ Usage::
         --output compare.png
 """
 import argparse
-import os
 import sys
 from typing import Optional, Sequence
 
-from soft_teacher.utils.metrics import plot_metrics, resolve_metrics_path
+from soft_teacher.utils.metrics import default_plot_path, plot_metrics
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -42,7 +41,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        output = args.output or os.path.join(os.path.dirname(resolve_metrics_path(args.runs[0])), "metrics.png")
+        output = args.output or default_plot_path(args.runs[0])
         drawn = plot_metrics(args.runs, output, labels=args.labels)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

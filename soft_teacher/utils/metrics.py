@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from matplotlib.figure import Figure
 
 __all__ = ["METRICS_FILE", "PANELS", "LINE_STYLES", "Series", "resolve_metrics_path", "metrics_records",
-           "load_metrics", "plot_metrics"]
+           "load_metrics", "plot_metrics", "default_plot_path"]
 
 METRICS_FILE = "metrics.json"
 
@@ -141,6 +141,11 @@ def plot_metrics(
         os.makedirs(parent, exist_ok=True)
     figure.savefig(output_png, dpi=100)
     return drawn
+
+
+def default_plot_path(path: str) -> str:
+    """``metrics.png`` beside a run's ``metrics.json`` (``path``: its output folder or the file)."""
+    return os.path.join(os.path.dirname(resolve_metrics_path(path)), "metrics.png")
 
 
 def _run_name(path: str) -> str:

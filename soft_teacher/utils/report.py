@@ -1,5 +1,9 @@
-"""What the benchmark scripts share: a description of the machine, Markdown tables, and their
-section of ``BENCHMARKS.md``, which each script rewrites with what it measured."""
+"""What the benchmarks share: a description of the machine, Markdown tables, and their results files.
+
+Each benchmark writes ``results.json`` and ``results.md`` into its output folder and, when asked,
+rewrites its own section of ``BENCHMARKS.md`` (between ``<!-- name:begin -->`` and ``<!-- name:end -->``),
+leaving the hand-written text around it alone.
+"""
 import datetime
 import json
 import os
@@ -8,6 +12,8 @@ from typing import Dict, Optional, Sequence
 
 import detectron2
 import torch
+
+__all__ = ["machine_description", "machine_line", "markdown_table", "replace_section", "write_results"]
 
 
 def machine_description() -> Dict[str, Optional[str]]:
@@ -26,6 +32,7 @@ def machine_description() -> Dict[str, Optional[str]]:
 
 
 def machine_line(machine: Dict) -> str:
+    """One sentence of a :func:`machine_description`, for a report's "Machine:" line."""
     cuda = f", CUDA {machine['cuda']}" if machine.get("cuda") else ""
     gpus = f" x{machine['gpus']}" if machine.get("gpus", 0) > 1 else ""
     return (f"{machine['card']}{gpus}, {machine['cpu_cores']} CPU cores; torch {machine['torch']}{cuda}, "
@@ -33,6 +40,7 @@ def machine_line(machine: Dict) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A Markdown table; each cell is written with ``str``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)

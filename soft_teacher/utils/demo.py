@@ -1,0 +1,247 @@
+"""The built-in demonstration (``make demo``, ``tools/run_demo.py``): Soft Teacher against its supervised twin.
+
+Two arms, each one ``train_net.py`` process, trained side by side on the shapes set: the supervised
+twin (``configs/shapes/supervised_demo.yaml``) from scratch, and Soft Teacher
+(``configs/shapes/soft_teacher_demo.yaml``), which branches from the twin at iteration
+B = ``SOFT_TEACHER.BURN_IN_ITERS`` (:mod:`soft_teacher.engine.branch_runs`). :func:`run_demo` takes
+four steps: prepare the data, train and evaluate both arms, draw the teacher's pseudo labels
+(:mod:`soft_teacher.utils.visualize`), plot both arms' training curves (:mod:`soft_teacher.utils.metrics`);
+it returns what ``results.json`` holds, which :func:`summary_lines` prints.
+"""
+import functools
+import json
+import math
+import os
+import time
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
+
+from soft_teacher.engine import ConfigError, is_semi_supervised, load_config
+from soft_teacher.engine.branch_runs import (
+    PSEUDO_WINDOW,
+    Run,
+    RunProcess,
+    Scheduler,
+    branch_problems,
+    final_evaluation,
+    pseudo_label_stats,
+)
+
+from .checkpoints import load_model
+from .metrics import plot_metrics
+from .visualize import draw_pseudo_labels, grid_picture
+
+__all__ = ["ARM_LABELS", "DEFAULT_CONFIG", "DEFAULT_SUPERVISED_CONFIG", "DemoError", "ap_differences",
+           "box_ap_of_arms", "plan_arms", "prepare_datasets", "pseudo_label_summary", "run_demo", "summary_lines"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_DIR = os.path.join(REPO, "configs", "shapes")
+DEFAULT_CONFIG = os.path.join(CONFIG_DIR, "soft_teacher_demo.yaml")
+DEFAULT_SUPERVISED_CONFIG = os.path.join(CONFIG_DIR, "supervised_demo.yaml")
+STEPS = 4
+PRINTED_FIELDS = ("AP", "AP50", "AP75", "APs", "APm")
+ARM_LABELS = {"supervised": "supervised twin", "soft_teacher": "Soft Teacher"}
+# results.json's pseudo_labels: name -> the metrics.json key averaged over the last PSEUDO_WINDOW iterations.
+PSEUDO_KEYS = {"precision": "pseudo/precision", "recall": "pseudo/recall",
+               "boxes_per_image": "pseudo/boxes_per_image_cls"}
+
+
+class DemoError(RuntimeError):
+    """An arm did not finish; the message names the log to read."""
+
+
+def announce(step: int, text: str) -> None:
+    print(f"\n[{step}/{STEPS}] {text}", flush=True)
+
+
+def plan_arms(config_file: str = DEFAULT_CONFIG, supervised_config_file: str = DEFAULT_SUPERVISED_CONFIG) -> List[Run]:
+    """The supervised twin, then the Soft Teacher run that branches from it."""
+    supervised = Run("supervised", supervised_config_file)
+    return [supervised, Run("soft_teacher", config_file, twin=supervised)]
+
+
+def prepare_datasets(cfgs: Iterable) -> Dict[str, int]:
+    """Load (and so generate, on first use) every dataset the configs train or test on; ``{name: images}``."""
+    names = []
+    for cfg in cfgs:
+        unlabeled = tuple(cfg.DATASETS.TRAIN_UNLABELED) if is_semi_supervised(cfg) else ()
+        names += list(cfg.DATASETS.TRAIN) + list(unlabeled) + list(cfg.DATASETS.TEST)
+    return {name: len(DatasetCatalog.get(name)) for name in dict.fromkeys(names)}
+
+
+def coco_fields(fields: Dict[str, float]) -> Dict[str, Optional[float]]:
+    """COCO's box figures rounded to 2 decimals; NaN (no object of that size) becomes None."""
+    return {key: None if math.isnan(value) else round(float(value), 2) for key, value in fields.items()}
+
+
+def box_ap_of_arms(supervised: Dict[str, dict], soft: Dict[str, dict]) -> Dict[str, Dict[str, Optional[float]]]:
+    """``{"teacher"|"student"|"supervised": {"AP": ..., ...}}`` from the arms' final evaluations
+    (:func:`soft_teacher.engine.branch_runs.final_evaluation`)."""
+    box_ap = {model: coco_fields(fields) for model, fields in soft.items() if model in ("teacher", "student")}
+    box_ap["supervised"] = coco_fields(supervised["model"])
+    return box_ap
+
+
+def ap_differences(box_ap: Dict[str, Dict[str, Optional[float]]]) -> Dict[str, Optional[float]]:
+    """``{"teacher - supervised": AP difference, "student - supervised": ...}``; None where an AP is missing."""
+    reference = (box_ap.get("supervised") or {}).get("AP")
+    differences = {}
+    for model in ("teacher", "student"):
+        ap = (box_ap.get(model) or {}).get("AP")
+        differences[f"{model} - supervised"] = None if ap is None or reference is None else round(ap - reference, 2)
+    return differences
+
+
+def pseudo_label_summary(stats: Dict[str, float]) -> Dict[str, Optional[float]]:
+    """``{"precision", "recall", "boxes_per_image"}`` from :func:`pseudo_label_stats` (None: never logged)."""
+    return {name: None if key not in stats else round(stats[key], 4) for name, key in PSEUDO_KEYS.items()}
+
+
+def arm_error(run: Run, folder: str, status: Dict[str, dict], output_dir: str) -> str:
+    """Why an arm has no final evaluation, and which log says more."""
+    state = status.get(run.name, {}).get("state", "not trained")
+    log_run = run.twin if run.twin is not None and state.startswith("not started") else run
+    log = os.path.join(output_dir, log_run.name, "stdout.log")
+    return (f"the {ARM_LABELS.get(run.name, run.name)} arm ({folder}) has no final evaluation: {state}. "
+            f"Read {log} (the trainer's log.txt is beside it).")
+
+
+def draw_teacher_pseudo_labels(model, cfg, output_dir: str, num_pictures: int, seed: int) -> str:
+    """Draw the teacher's pseudo labels on the first unlabeled images into ``output_dir/pseudo_labels.png``."""
+    dataset_dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN_UNLABELED[0])[:num_pictures]
+    seed_all_rng(seed)
+    model.eval()
+    with torch.no_grad():
+        pictures = draw_pseudo_labels(model, cfg, dataset_dicts, os.path.join(output_dir, "pseudo_labels"))
+    path = os.path.join(output_dir, "pseudo_labels.png")
+    grid_picture([picture.path for picture in pictures], path)
+    return path
+
+
+def _figure(value: Optional[float], digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_ap(figures: Dict[str, Optional[float]]) -> str:
+    return "  ".join(f"{key} {_figure(figures.get(key))}" for key in PRINTED_FIELDS)
+
+
+def summary_lines(results: Dict) -> List[str]:
+    threads = results["torch_threads"]
+    lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min (two train_net.py processes side by "
+             f"side, {threads} CPU thread{'s' if threads > 1 else ''} each, device {results['device']}).",
+             f"Box AP on {', '.join(results['test_sets'])} after {results['max_iter']} iterations (Soft Teacher "
+             f"branched from the supervised twin at iteration {results['burn_in_iters']}):"]
+    for name, figures in results["box_ap"].items():
+        lines.append(f"  {name:10s} box {format_ap(figures)}")
+    lines.append("  " + "    ".join(f"{name}: {'n/a' if value is None else f'{value:+.1f}'} AP"
+                                    for name, value in results["ap_difference"].items()))
+    pseudo = results["pseudo_labels"]
+    lines.append(f"Pseudo labels (score >= {results['cls_pseudo_thresh']}, mean over the last {PSEUDO_WINDOW} "
+                 f"iterations): precision {_figure(pseudo['precision'], 2)}, recall {_figure(pseudo['recall'], 2)}, "
+                 f"{_figure(pseudo['boxes_per_image'], 2)} boxes per image")
+    for label, path in (("pseudo labels", results["pseudo_labels_png"]),
+                        ("training curves", results["training_curves_png"]),
+                        ("all figures", results["results_json"])):
+        lines.append(f"  {label + ':':20s} {path}")
+    for name, run in results["runs"].items():
+        lines.append(f"  {ARM_LABELS[name] + ':':20s} {run['output_dir']} (stdout.log, log.txt, metrics.json, "
+                     "model_final.pth)")
+    return lines
+
+
+def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, threads: int = 1,
+             config_file: str = DEFAULT_CONFIG, supervised_config_file: str = DEFAULT_SUPERVISED_CONFIG) -> Dict:
+    """Run the four steps, each arm's process with ``threads`` CPU threads; return what ``results.json`` holds.
+
+    Raises:
+        ConfigError: a config does not load with ``opts``, or the Soft Teacher arm cannot branch from its twin.
+        DemoError: an arm did not finish (the message names the log to read).
+    """
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    seconds = {}
+    supervised, soft = runs = plan_arms(config_file, supervised_config_file)
+    cfgs = {run.name: run.config(opts) for run in runs}
+    soft_cfg = cfgs[soft.name]
+    if not is_semi_supervised(soft_cfg):
+        raise ConfigError(f"{config_file} trains {soft_cfg.MODEL.META_ARCHITECTURE}; the demo's --config-file "
+                          "must be a SoftTeacher config.")
+    problems = branch_problems(runs, opts)
+    if problems:
+        raise ConfigError("the Soft Teacher arm cannot branch from its supervised twin:\n  " + "\n  ".join(problems))
+    folders = {run.name: os.path.join(output_dir, run.name) for run in runs}
+    setup_logger(name="soft_teacher")
+
+    announce(1, "Preparing the shapes data (generated on first use, then re-used)")
+    tic = time.perf_counter()
+    sizes = prepare_datasets(cfgs.values())
+    print("    " + ", ".join(f"{name}: {count} images" for name, count in sizes.items()), flush=True)
+    seconds["data"] = time.perf_counter() - tic
+
+    burn_in, max_iter = soft_cfg.SOFT_TEACHER.BURN_IN_ITERS, soft_cfg.SOLVER.MAX_ITER
+    announce(2, f"Training the supervised twin from scratch and Soft Teacher from its iteration-{burn_in} "
+                f"checkpoint, side by side, to {max_iter} iterations; then each evaluates on "
+                f"{', '.join(soft_cfg.DATASETS.TEST)}")
+    for run in runs:
+        print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
+    print(f"    Progress and ETA every minute. Soft Teacher waits for the twin's checkpoint at iteration {burn_in}; "
+          f"its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images "
+          "and are several times slower.", flush=True)
+    tic = time.perf_counter()
+    scheduler = Scheduler(runs, output_dir, opts, parallel=len(runs),
+                          launch=functools.partial(RunProcess, threads=threads))
+    for name in scheduler.status:
+        print(f"    {ARM_LABELS[name]}: finished earlier, read from {folders[name]} (delete it to train again)",
+              flush=True)
+    status = scheduler.run()
+    evaluations = {run.name: final_evaluation(folders[run.name], cfgs[run.name].SOLVER.MAX_ITER) for run in runs}
+    missing = [arm_error(run, folders[run.name], status, output_dir) for run in runs if evaluations[run.name] is None]
+    if missing:
+        raise DemoError("\n".join(missing))
+    seconds["train_and_evaluate"] = time.perf_counter() - tic
+
+    announce(3, "Drawing the Soft Teacher teacher's pseudo labels on unlabeled images")
+    tic = time.perf_counter()
+    draw_cfg = load_config(soft.config_file, list(opts) + ["OUTPUT_DIR", folders[soft.name]])
+    draw_cfg.freeze()
+    model = load_model(draw_cfg, os.path.join(folders[soft.name], "model_final.pth"))
+    pseudo_png = draw_teacher_pseudo_labels(model, draw_cfg, output_dir, num_pictures, draw_cfg.SEED)
+    seconds["pseudo_labels"] = time.perf_counter() - tic
+
+    announce(4, "Plotting the training curves of both arms")
+    tic = time.perf_counter()
+    curves_png = os.path.join(output_dir, "training_curves.png")
+    plot_metrics([folders[supervised.name], folders[soft.name]], curves_png,
+                 labels=[ARM_LABELS[supervised.name], ARM_LABELS[soft.name]])
+    seconds["curves"] = time.perf_counter() - tic
+    seconds["total"] = time.perf_counter() - start
+
+    box_ap = box_ap_of_arms(evaluations[supervised.name], evaluations[soft.name])
+    results = {
+        "config_files": {run.name: run.config_file for run in runs},
+        "opts": list(opts),
+        "device": soft_cfg.MODEL.DEVICE,
+        "torch_threads": threads,
+        "max_iter": max_iter,
+        "burn_in_iters": burn_in,
+        "datasets": sizes,
+        "test_sets": list(soft_cfg.DATASETS.TEST),
+        "box_ap": box_ap,
+        "ap_difference": ap_differences(box_ap),
+        "pseudo_labels": pseudo_label_summary(pseudo_label_stats(folders[soft.name])),
+        "cls_pseudo_thresh": soft_cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH,
+        "runs": {run.name: {"output_dir": folders[run.name], **status.get(run.name, {})} for run in runs},
+        "seconds": {key: round(value, 1) for key, value in seconds.items()},
+        "output_dir": output_dir,
+        "pseudo_labels_png": pseudo_png,
+        "training_curves_png": curves_png,
+        "results_json": os.path.join(output_dir, "results.json"),
+    }
+    with open(results["results_json"], "w") as f:
+        json.dump(results, f, indent=2)
+    return results

@@ -1,0 +1,230 @@
+"""The speed benchmark: one Soft Teacher iteration against one supervised iteration, R50-FPN at COCO scale.
+
+:func:`measure` trains a few iterations of one setting (method, mixed precision or not) in this
+process and times each whole trainer step (:class:`StepTimer`); the images are the shapes set's,
+enlarged to COCO's 640 x 480 JPEGs (:func:`register_speed_sets`), the weights random with
+calibrated frozen BatchNorm statistics (:func:`calibrate_frozen_batchnorm`), and the teacher keeps
+its best detections as candidates so that pseudo-labelling runs under load.
+``tools/benchmark_speed.py`` is the command line; it runs each setting in a fresh process.
+"""
+import os
+import statistics
+import time
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
+from detectron2.engine import HookBase
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.structures import BoxMode
+from detectron2.utils.logger import setup_logger
+
+from soft_teacher.data import LabeledDatasetMapper
+from soft_teacher.engine import SoftTeacherTrainer, load_config, unwrap_model
+from soft_teacher.modeling import copy_student_to_teacher
+
+from .report import machine_line, markdown_table
+
+__all__ = ["CONFIGS", "StepTimer", "benchmark_config", "calibrate_frozen_batchnorm", "markdown", "measure",
+           "register_speed_sets", "setting_name", "speed_ratios", "write_coco_sized_images"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = {
+    "soft_teacher": os.path.join(REPO, "configs", "coco", "soft_teacher_R50_FPN_10pct.yaml"),
+    "supervised": os.path.join(REPO, "configs", "coco", "supervised_R50_FPN_10pct.yaml"),
+}
+LABELED, UNLABELED = "speed_benchmark_labeled", "speed_benchmark_unlabeled"
+COCO_SIZE = (640, 480)  # width, height of a typical COCO image
+TARGET_RATIO = 1.5
+TARGET_DATA_SHARE = 0.05
+
+
+def setting_name(method: str, amp: bool) -> str:
+    """``<method>_amp`` or ``<method>_fp32``: the stem of a setting's output folder and results file."""
+    return f"{method}_{'amp' if amp else 'fp32'}"
+
+
+def write_coco_sized_images(folder: str, num_images: int) -> List[dict]:
+    """Enlarge the first shapes_train images to 640 x 480 JPEGs in ``folder``; their dataset dicts (boxes scaled)."""
+    os.makedirs(folder, exist_ok=True)
+    width, height = COCO_SIZE
+    records = []
+    for record in DatasetCatalog.get("shapes_train")[:num_images]:
+        sx, sy = width / record["width"], height / record["height"]
+        path = os.path.join(folder, os.path.splitext(os.path.basename(record["file_name"]))[0] + ".jpg")
+        if not os.path.isfile(path):
+            image = cv2.resize(cv2.imread(record["file_name"]), COCO_SIZE, interpolation=cv2.INTER_LINEAR)
+            cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        annotations = [
+            {**ann, "bbox": [ann["bbox"][0] * sx, ann["bbox"][1] * sy, ann["bbox"][2] * sx, ann["bbox"][3] * sy],
+             "bbox_mode": BoxMode.XYWH_ABS}
+            for ann in record["annotations"]
+        ]
+        records.append({**record, "file_name": path, "width": width, "height": height, "annotations": annotations})
+    return records
+
+
+def register_speed_sets(folder: str, num_images: int) -> None:
+    """Register the labeled and the unlabeled speed set: both the same COCO-sized images, with COCO's classes."""
+    records = write_coco_sized_images(folder, num_images)
+    coco_classes = _get_builtin_metadata("coco")["thing_classes"]
+    for name in (LABELED, UNLABELED):
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        DatasetCatalog.register(name, lambda: records)
+        MetadataCatalog.get(name).set(thing_classes=coco_classes)
+
+
+def calibrate_frozen_batchnorm(detector, images: List[dict]) -> None:
+    """Give each FrozenBatchNorm2d of a random backbone the per-channel mean and variance of its input.
+
+    The statistics are set just before each layer runs on ``images`` (mapped dataset dicts), so
+    every layer sees inputs already normalised by the layers before it: activations keep the
+    scale a trained network's have, instead of growing block after block until they overflow.
+    """
+    def set_statistics(module, inputs):
+        module.running_mean.copy_(inputs[0].mean(dim=(0, 2, 3)))
+        module.running_var.copy_(inputs[0].var(dim=(0, 2, 3)))
+
+    layers = [m for m in detector.backbone.modules() if isinstance(m, FrozenBatchNorm2d)]
+    handles = [layer.register_forward_pre_hook(set_statistics) for layer in layers]
+    try:
+        with torch.no_grad():
+            detector.backbone(detector.preprocess_image(images).tensor)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class StepTimer(HookBase):
+    """Seconds of each whole training step (after every other hook), and the peak GPU memory after warm-up."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.seconds: List[float] = []
+        self._start = 0.0
+
+    def _sync(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def before_step(self):
+        self._sync()
+        if self.trainer.iter == self.warmup and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._start = time.perf_counter()
+
+    def after_step(self):
+        self._sync()
+        if self.trainer.iter >= self.warmup:
+            self.seconds.append(time.perf_counter() - self._start)
+
+
+def benchmark_config(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str]):
+    """The config of one timed setting: the COCO R50-FPN config at 800/1333, one GPU's batch."""
+    batch = ["SOLVER.IMS_PER_BATCH", "1", "SOLVER.IMS_PER_BATCH_UNLABELED", "4"] if method == "soft_teacher" \
+        else ["SOLVER.IMS_PER_BATCH", "5"]
+    return load_config(CONFIGS[method], [
+        "MODEL.WEIGHTS", "", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", str(candidates),
+        "SOFT_TEACHER.INITIAL_SCORE_THRESH", "0.0", "SOFT_TEACHER.BURN_IN_ITERS", "0",
+        "DATASETS.TRAIN", f"('{LABELED}',)", "DATASETS.TRAIN_UNLABELED", f"('{UNLABELED}',)", "DATASETS.TEST", "()",
+        "INPUT.MIN_SIZE_TRAIN", "(800,)", "INPUT.MIN_SIZE_TRAIN_SAMPLING", "choice", "INPUT.MAX_SIZE_TRAIN", "1333",
+        "SOLVER.REFERENCE_WORLD_SIZE", "0", "SOLVER.AMP.ENABLED", str(amp), "SOLVER.MAX_ITER", str(warmup + iters),
+        "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", str(10 ** 9), "TEST.EVAL_PERIOD", "0",
+    ] + batch + list(opts))
+
+
+def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str],
+            output_dir: str, num_images: int) -> Dict:
+    """Train ``warmup + iters`` iterations of one setting in this process; its timings."""
+    setup_logger(name="soft_teacher")
+    register_speed_sets(os.path.join(output_dir, "images"), num_images)
+    cfg = benchmark_config(method, amp, warmup, iters, candidates, opts)
+    cfg.OUTPUT_DIR = os.path.join(output_dir, setting_name(method, amp))
+    cfg.freeze()
+    trainer = SoftTeacherTrainer(cfg)
+    model = unwrap_model(trainer.model)
+    mapper = LabeledDatasetMapper(cfg, is_train=True)
+    calibrate_frozen_batchnorm(getattr(model, "student", model), [mapper(d) for d in DatasetCatalog.get(LABELED)[:2]])
+    if method == "soft_teacher":
+        copy_student_to_teacher(model.teacher, model.student)
+    timer = StepTimer(warmup)
+    trainer.register_hooks([timer])
+    trainer.train()
+    data_times = [value for value, iteration in trainer.storage.history("data_time").values() if iteration >= warmup]
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
+    return {
+        "method": method,
+        "amp": amp,
+        "images_per_iteration": cfg.SOLVER.IMS_PER_BATCH
+        + (cfg.SOLVER.IMS_PER_BATCH_UNLABELED if method == "soft_teacher" else 0),
+        "timed_iterations": len(timer.seconds),
+        "median_ms": 1000 * statistics.median(timer.seconds),
+        "data_time_share": sum(data_times) / sum(timer.seconds),
+        "peak_memory_mib": peak,
+        "workers_per_stream": cfg.DATALOADER.NUM_WORKERS,
+        "short_side": list(cfg.INPUT.MIN_SIZE_TRAIN),
+        "long_side_max": cfg.INPUT.MAX_SIZE_TRAIN,
+        "device": cfg.MODEL.DEVICE,
+        "candidates_per_image": candidates if method == "soft_teacher" else None,
+    }
+
+
+def speed_ratios(settings: Sequence[Dict], precisions: Sequence[bool]) -> Dict[str, Optional[float]]:
+    """``{"AMP"|"fp32": Soft Teacher median ms / supervised median ms}`` of each precision measured;
+    None where a setting of that precision has no timing (it failed)."""
+    ratios = {}
+    for amp in precisions:
+        by_method = {r["method"]: r for r in settings if r["amp"] == amp and "median_ms" in r}
+        ratio = by_method["soft_teacher"]["median_ms"] / by_method["supervised"]["median_ms"] \
+            if len(by_method) == 2 else None
+        ratios["AMP" if amp else "fp32"] = ratio
+    return ratios
+
+
+def _ms(result: Dict) -> str:
+    return f"{result['median_ms']:.0f}" if "median_ms" in result else result.get("error", "n/a")
+
+
+def markdown(results: Dict, command: str) -> str:
+    """The report: per setting the median ms, peak memory and data time; the ratios against their targets."""
+    rows = []
+    for r in results["settings"]:
+        label = "Soft Teacher, 1 labeled + 4 unlabeled" if r["method"] == "soft_teacher" else "supervised, 5 labeled"
+        memory = "n/a (CPU)" if r.get("peak_memory_mib") is None else f"{r['peak_memory_mib']:.0f}"
+        share = f"{100 * r['data_time_share']:.1f}%" if "data_time_share" in r else "n/a"
+        rows.append([label, "AMP" if r["amp"] else "fp32", _ms(r), memory, share])
+    ratio_lines = []
+    for precision, ratio in results["ratios"].items():
+        verdict = "n/a" if ratio is None else ("met" if ratio <= TARGET_RATIO else "not met")
+        shown = "n/a" if ratio is None else f"{ratio:.2f}x"
+        ratio_lines.append(f"- {precision}: Soft Teacher / supervised = {shown} (target <= {TARGET_RATIO}x: {verdict})")
+    shares = [r["data_time_share"] for r in results["settings"] if "data_time_share" in r]
+    worst = max(shares) if shares else None
+    data_line = ("- data time: n/a" if worst is None else
+                 f"- data time: at most {100 * worst:.1f}% of the iteration (target < {100 * TARGET_DATA_SHARE:.0f}%: "
+                 f"{'met' if worst < TARGET_DATA_SHARE else 'not met'})")
+    measured = next((r for r in results["settings"] if "median_ms" in r), {})
+    sides = (f"short side {'/'.join(map(str, measured['short_side']))}, long side at most {measured['long_side_max']}"
+             if measured else "no setting measured")
+    lines = [
+        "## Training speed: Soft Teacher against supervised, R50-FPN at COCO scale",
+        "",
+        f"One {'GPU' if measured.get('device', 'cuda') != 'cpu' else 'CPU'}; {sides}; {results['iters']} timed "
+        f"iterations after {results['warmup']} warm-up; {measured.get('workers_per_stream', '?')} data workers per "
+        f"stream; teacher candidates: {results['candidates']} per image (see `tools/benchmark_speed.py`).",
+        "",
+        markdown_table(
+            ["iteration", "precision", "median ms / iteration", "peak GPU memory (MiB)", "data time"], rows),
+        "",
+        *ratio_lines,
+        data_line,
+        "",
+        f"Machine: {machine_line(results['machine'])}.",
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(lines)
