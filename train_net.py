@@ -11,11 +11,12 @@ model(s) ``SOFT_TEACHER.EVAL_MODEL`` names: the teacher by default, or ``student
 """
 import sys
 
+import soft_teacher  # noqa: F401,I001  (first: registers our components, quiets Detectron2's import)
+
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import soft_teacher  # noqa: F401  (registers the meta-architecture and the datasets)
 from soft_teacher.data import register_custom_datasets
 from soft_teacher.engine import (
     ConfigError,

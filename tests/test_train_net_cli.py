@@ -46,3 +46,9 @@ def test_resume_continues_at_the_iteration_after_the_last_checkpoint(tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "Starting training from iteration 1" in resumed.stdout
     assert [r["iteration"] for r in read_metrics(cfg.OUTPUT_DIR) if "total_loss" in r] == [1, 1]
+
+
+def test_startup_prints_no_torch_jit_script_deprecation_from_detectron2_import():
+    result = run_train_net(["--help"], timeout=120)
+    assert result.returncode == 0
+    assert "torch.jit.script" not in result.stdout

@@ -15,6 +15,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
+
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
