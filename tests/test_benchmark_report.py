@@ -1,7 +1,8 @@
-"""soft_teacher.utils.report, what the benchmarks share: their results files and their own section of BENCHMARKS.md."""
+"""soft_teacher.benchmark.report, what the benchmarks share: their results files and their own section of
+BENCHMARKS.md."""
 import json
 
-from soft_teacher.utils import report
+from soft_teacher.benchmark import report
 
 
 def test_a_section_is_appended_once_then_replaced_in_place(tmp_path):

@@ -1,4 +1,4 @@
-"""The accuracy benchmark (soft_teacher.utils.accuracy_benchmark, with soft_teacher.engine.branch_runs, which
+"""The accuracy benchmark (soft_teacher.benchmark.accuracy, with soft_teacher.benchmark.branch_runs, which
 trains its runs) and the speed benchmark (tools/benchmark_speed.py): their arithmetic, and a tiny CPU run of each.
 
 The CPU runs here use tiny settings; they check that the scripts train, branch, read back and
@@ -9,12 +9,10 @@ import os
 
 import pytest
 
-from commands import run_tool
-from engine_helpers import read_metrics, write_metrics
-from soft_teacher.engine import branch_runs
-from soft_teacher.utils import accuracy_benchmark
+from helpers import read_metrics, run_tool, write_metrics
+from soft_teacher.benchmark import accuracy, branch_runs
 
-BenchmarkRun = accuracy_benchmark.BenchmarkRun
+BenchmarkRun = accuracy.BenchmarkRun
 SUP_1, SOFT_1 = BenchmarkRun("supervised", 1, 1), BenchmarkRun("soft_teacher", 1, 1)
 # The benchmark's schedule shrunk: the Soft Teacher run branches at B = 2 from model_0000001.pth.
 BRANCH_AT_2 = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
@@ -48,20 +46,20 @@ class FakeLauncher:
 
 
 def test_gap_closed_is_the_share_of_the_supervised_to_ceiling_gap():
-    assert accuracy_benchmark.gap_closed(ap_soft=40.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(0.5)
-    assert accuracy_benchmark.gap_closed(ap_soft=25.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(-0.25)
+    assert accuracy.gap_closed(ap_soft=40.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(0.5)
+    assert accuracy.gap_closed(ap_soft=25.0, ap_sup=30.0, ap_full=50.0) == pytest.approx(-0.25)
 
 
 def test_gap_closed_is_undefined_without_a_positive_gap_or_a_figure():
-    assert accuracy_benchmark.gap_closed(ap_soft=40.0, ap_sup=50.0, ap_full=50.0) is None
-    assert accuracy_benchmark.gap_closed(ap_soft=None, ap_sup=30.0, ap_full=50.0) is None
+    assert accuracy.gap_closed(ap_soft=40.0, ap_sup=50.0, ap_full=50.0) is None
+    assert accuracy.gap_closed(ap_soft=None, ap_sup=30.0, ap_full=50.0) is None
 
 
 def test_spread_is_the_mean_and_half_range_over_seeds():
-    figures = accuracy_benchmark.spread({2: 64.2, 1: 62.0})
+    figures = accuracy.spread({2: 64.2, 1: 62.0})
     assert figures["mean"] == pytest.approx(63.1) and figures["half_range"] == pytest.approx(1.1)
     assert figures["values"] == {"1": 62.0, "2": 64.2}
-    assert accuracy_benchmark.spread({}) is None
+    assert accuracy.spread({}) is None
 
 
 def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
@@ -75,14 +73,14 @@ def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
         "soft_teacher_5pct_seed1": run("soft_teacher", 5, 1, {"teacher": 65.0, "student": 61.0}),
         "soft_teacher_5pct_seed2": run("soft_teacher", 5, 2, {"teacher": 67.0, "student": 63.0}),
     }
-    entry = accuracy_benchmark.summarize(per_run)["5"]
+    entry = accuracy.summarize(per_run)["5"]
     assert entry["seeds"] == [1, 2] and entry["ceiling"] == 72.0
     assert entry["supervised"]["mean"] == 62.0 and entry["teacher"]["mean"] == 66.0
     assert entry["gap_closed"]["teacher"] == pytest.approx((66.0 - 62.0) / (72.0 - 62.0))
     assert entry["gap_closed"]["student"] == pytest.approx(0.0)
     assert entry["difference"] == {"teacher": {"1": 5.0, "2": 3.0}, "student": {"1": 1.0, "2": -1.0}}
     results = {"runs": per_run, "percents": {"5": entry}, "machine": MACHINE, "opts": []}
-    row = next(line for line in accuracy_benchmark.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
+    row = next(line for line in accuracy.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
     assert row == ("| 5% | 1, 2 | 62.0 ± 2.0 (60.0, 64.0) | 66.0 ± 1.0 (65.0, 67.0) | 62.0 ± 1.0 (61.0, 63.0) | 72.0 "
                    "| 40% / 0% | seed 1: +5.0, seed 2: +3.0 | seed 1: +1.0, seed 2: -1.0 |")
 
@@ -192,7 +190,7 @@ def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
         if run.twin:
             per_run[run.name].update(twin=run.twin.name, burn_in_iters=4)
     png = tmp_path / "accuracy_curves.png"
-    drawn = accuracy_benchmark.plot_accuracy_curves(str(tmp_path), per_run, str(png))
+    drawn = accuracy.plot_accuracy_curves(str(tmp_path), per_run, str(png))
     assert png.read_bytes().startswith(b"\x89PNG")
     assert sorted(drawn) == [5] and len(drawn[5]) == 7  # ceiling, 2 supervised, 2 x (teacher, student)
     assert branch_runs.ap_curve(str(tmp_path / "supervised_5pct_seed1"), "bbox/AP", 8) == ([4, 8], [11.0, 21.0])
@@ -206,8 +204,8 @@ def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin
     md = tmp_path / "BENCHMARKS.md"
     opts = [*BRANCH_AT_2, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "TEST.EVAL_PERIOD", "0",
             "DATASETS.TEST", "('shapes_train_1pct_1',)"]  # 30 test images: a quick evaluation
-    results = accuracy_benchmark.run_benchmark(accuracy_benchmark.plan_runs([(1, 1)]), str(output), opts, parallel=2,
-                                               benchmarks_md=str(md), command="python tools/benchmark_accuracy.py")
+    results = accuracy.run_benchmark(accuracy.plan_runs([(1, 1)]), str(output), opts, parallel=2,
+                                     benchmarks_md=str(md), command="python tools/benchmark_accuracy.py")
     assert all(run["box_ap"] is not None for run in results["runs"].values())
     runs = json.loads((output / "results.json").read_text())["runs"]
     assert runs["supervised_100pct_seed1"]["state"] == "finished earlier"

@@ -12,9 +12,15 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 
 from soft_teacher.engine import SoftTeacherCheckpointer, SoftTeacherTrainer
 
-from conftest import make_tiny_cfg
-from engine_helpers import StandInTrainer, TinyDetector, TwinRegressor, stand_in_cfg, tiny_semisup_cfg
-from log_capture import captured_logs
+from helpers import (
+    StandInTrainer,
+    TinyDetector,
+    TwinRegressor,
+    captured_logs,
+    make_tiny_cfg,
+    stand_in_cfg,
+    tiny_semisup_cfg,
+)
 
 
 def assert_same_weights(a, b):

@@ -1,16 +1,13 @@
-"""COCO partial splits: the split convention, the split tool, and the registered names."""
+"""COCO partial splits: the split convention, the split files (tools/make_coco_splits.py), and the registered
+names."""
 import json
 import os
 
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from data_fixtures import write_coco
-from soft_teacher.data.datasets import dataset_root, register_coco_partial, split_coco
-from commands import load_tool
-
-_tool = load_tool("make_coco_splits")
-make_coco_splits = _tool.main
+from helpers import write_coco
+from soft_teacher.data.datasets import dataset_root, register_coco_partial, split_coco, write_coco_splits
 
 # Image ids in file order: deliberately not sorted, so that "file order" matters.
 IMAGE_IDS = [907, 12, 455, 3, 78, 1001, 64, 5, 333, 21, 870, 42, 9, 610, 77, 18, 250, 31, 700, 2]
@@ -46,11 +43,13 @@ def test_split_reproduces_the_hand_computed_split(percent, fold):
     assert len(labeled["annotations"]) + len(unlabeled["annotations"]) == len(coco["annotations"])
 
 
-def test_tool_writes_the_standard_file_names(tmp_path):
+def test_splits_are_written_under_the_standard_file_names(tmp_path):
     annotations = tmp_path / "coco" / "annotations"
     annotations.mkdir(parents=True)
     (annotations / "instances_train2017.json").write_text(json.dumps(_coco()))
-    make_coco_splits(["--coco-root", str(tmp_path / "coco"), "--percent", "10", "--fold", "1"])
+    written = write_coco_splits(str(annotations / "instances_train2017.json"), str(annotations), [10], [1])
+    assert written == [str(annotations / "semi_supervised" / f"instances_train2017.1@10{suffix}.json")
+                       for suffix in ("", "-unlabeled")]
     with open(annotations / "semi_supervised" / "instances_train2017.1@10.json") as f:
         labeled = json.load(f)
     with open(annotations / "semi_supervised" / "instances_train2017.1@10-unlabeled.json") as f:
@@ -66,7 +65,7 @@ def coco_root(tmp_path):
     register_coco_partial(dataset_root())
 
 
-def test_registered_split_loads_what_the_tool_wrote(coco_root):
+def test_registered_split_loads_what_was_written(coco_root):
     coco_dir = os.path.join(coco_root, "coco")
     json_file, _ = write_coco(os.path.join(coco_dir, "source"), [(32, 48)] * 20, categories=("person",))
     os.rename(os.path.join(coco_dir, "source", "images"), os.path.join(coco_dir, "train2017"))
@@ -78,7 +77,8 @@ def test_registered_split_loads_what_the_tool_wrote(coco_root):
     os.makedirs(os.path.join(coco_dir, "annotations"))
     with open(os.path.join(coco_dir, "annotations", "instances_train2017.json"), "w") as f:
         json.dump(coco, f)
-    make_coco_splits(["--coco-root", coco_dir, "--percent", "10", "--fold", "2"])
+    annotations = os.path.join(coco_dir, "annotations")
+    write_coco_splits(os.path.join(annotations, "instances_train2017.json"), annotations, [10], [2])
     register_coco_partial(coco_root)
     labeled = DatasetCatalog.get("coco_2017_train_10pct_2")
     unlabeled = DatasetCatalog.get("coco_2017_train_10pct_2_unlabeled")

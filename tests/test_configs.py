@@ -16,27 +16,28 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 
 import soft_teacher  # noqa: F401  (registers the meta-architecture and the datasets)
-from commands import REPO, join_commands, load_tool, parse_train_net
+from helpers import REPO_ROOT, join_commands, load_tool, parse_train_net
 from soft_teacher.config import get_cfg
 from soft_teacher.engine import load_config
 
 ALL_CONFIGS = sorted(
-    os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)
+    os.path.relpath(path, REPO_ROOT)
+    for path in glob.glob(os.path.join(REPO_ROOT, "configs", "**", "*.yaml"), recursive=True)
 )
 COCO_CONFIGS = [path for path in ALL_CONFIGS if path.startswith(os.path.join("configs", "coco", ""))]
 PERCENTS = (1, 2, 5, 10)
 PARTIAL_SPLIT = re.compile(r"coco_2017_train_(\d+)pct_(\d)(_unlabeled)?")
-with open(os.path.join(REPO, "README.md")) as f:
+with open(os.path.join(REPO_ROOT, "README.md")) as f:
     README = f.read()
 
 
 def load(config_path, opts=()):
-    return load_config(os.path.join(REPO, config_path), opts)
+    return load_config(os.path.join(REPO_ROOT, config_path), opts)
 
 
 def header_commands(config_path):
     """The ``python ...`` commands in the leading comment block, continuation lines joined."""
-    with open(os.path.join(REPO, config_path)) as f:
+    with open(os.path.join(REPO_ROOT, config_path)) as f:
         header = []
         for line in f:
             if not line.startswith("#"):
@@ -88,7 +89,7 @@ def test_config_loads_and_builds_its_model(config_path):
 
 @pytest.mark.parametrize("config_path", COCO_CONFIGS)
 def test_coco_config_header_is_one_line_naming_a_readme_section(config_path):
-    with open(os.path.join(REPO, config_path)) as f:
+    with open(os.path.join(REPO_ROOT, config_path)) as f:
         header = list(itertools.takewhile(lambda line: line.startswith("#"), f))
     assert len(header) == 1, f"{config_path}: the how-to belongs in README.md, not in the header"
     (section,) = re.findall(r'README\.md, "([^"]+)"', header[0])
@@ -106,7 +107,7 @@ def test_readme_coco_section_names_every_coco_config():
 def test_header_runs_only_scripts_of_this_repository(config_path):
     for command in header_commands(config_path):
         script = shlex.split(command)[1]
-        assert os.path.isfile(os.path.join(REPO, script)), f"{config_path}: {command}"
+        assert os.path.isfile(os.path.join(REPO_ROOT, script)), f"{config_path}: {command}"
 
 
 def test_readme_coco_section_writes_the_splits_that_configs_and_commands_train_on():

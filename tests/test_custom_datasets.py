@@ -4,13 +4,12 @@ import os
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from commands import REPO
-from data_fixtures import CATEGORIES, write_coco, write_folder
+from helpers import CATEGORIES, REPO_ROOT, write_coco, write_folder
 from soft_teacher.data import register_custom_datasets
 from soft_teacher.data.datasets import load_image_folder
 from soft_teacher.engine import ConfigError, load_config
 
-DEMO_CONFIG = os.path.join(REPO, "configs", "shapes", "soft_teacher_demo.yaml")
+DEMO_CONFIG = os.path.join(REPO_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")
 
 
 def test_config_sets_are_registered_once_and_load(tiny_cfg, tmp_path):

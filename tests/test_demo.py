@@ -1,4 +1,4 @@
-"""soft_teacher.utils.demo (tools/run_demo.py, ``make demo``): Soft Teacher against its supervised twin, and the
+"""soft_teacher.benchmark.demo (tools/run_demo.py, ``make demo``): Soft Teacher against its supervised twin, and the
 two demo configs."""
 import json
 import math
@@ -8,13 +8,13 @@ import cv2
 import pytest
 
 from soft_teacher.data.datasets.shapes import generate_shapes
-from soft_teacher.engine import ConfigError, branch_runs, load_config
-from soft_teacher.utils import demo
+from soft_teacher.benchmark import branch_runs, demo
+from soft_teacher.engine import ConfigError, load_config
 from soft_teacher.utils.metrics import metrics_records
-from commands import REPO as _ROOT
+from helpers import REPO_ROOT
 
-SOFT_TEACHER_DEMO = os.path.join(_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")
-SUPERVISED_DEMO = os.path.join(_ROOT, "configs", "shapes", "supervised_demo.yaml")
+SOFT_TEACHER_DEMO = os.path.join(REPO_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")
+SUPERVISED_DEMO = os.path.join(REPO_ROOT, "configs", "shapes", "supervised_demo.yaml")
 # The demo's schedule shrunk: the Soft Teacher arm branches at B = 2 from the twin's model_0000001.pth.
 TINY_SCHEDULE = ["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "SOFT_TEACHER.BURN_IN_ITERS", "2",
                  "SOLVER.STEPS", "(3,)", "SOLVER.WARMUP_ITERS", "0", "SOLVER.IMS_PER_BATCH", "2",

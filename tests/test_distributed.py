@@ -2,11 +2,10 @@
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
 
-from engine_helpers import REPO_ROOT, read_metrics, tiny_semisup_cfg, write_config
+from helpers import read_metrics, repo_script, tiny_semisup_cfg, write_config
 
 
 def free_port():
@@ -16,12 +15,9 @@ def free_port():
 
 
 def start_machine(config_file, rank, dist_url, opts):
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        [sys.executable, os.path.join(REPO_ROOT, "train_net.py"), "--config-file", config_file,
-         "--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank), "--dist-url", dist_url, *opts],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    args = ["--config-file", config_file, "--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank),
+            "--dist-url", dist_url, *opts]
+    return repo_script("train_net.py", args, launch=subprocess.Popen)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from detectron2.modeling import build_model
 from soft_teacher.engine import SoftTeacherCheckpointer, SoftTeacherTrainer
 
-from engine_helpers import run_train_net, tiny_semisup_cfg, write_config
+from helpers import run_train_net, tiny_semisup_cfg, write_config
 
 
 def make_detector_predict_class(detector, class_index):

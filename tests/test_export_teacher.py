@@ -13,8 +13,7 @@ from detectron2.modeling import build_model
 from soft_teacher.engine import SoftTeacherCheckpointer, load_config
 from soft_teacher.utils.checkpoints import export_teacher
 
-from conftest import make_tiny_cfg
-from engine_helpers import write_config
+from helpers import make_tiny_cfg, write_config
 
 
 @pytest.fixture

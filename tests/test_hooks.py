@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from detectron2.utils.events import EventStorage
-from log_capture import captured_logs
+from helpers import captured_logs
 from soft_teacher.engine import hooks as hooks_module
 from soft_teacher.engine.hooks import (
     NoPseudoBoxWarning,

@@ -5,7 +5,7 @@ import sys
 import zipfile
 
 import pytest
-from commands import REPO as ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 install = load_tool("install")
 
@@ -102,7 +102,7 @@ def test_failed_pip_step_names_the_step_and_the_remedy(monkeypatch):
 
 
 def test_check_mode_reports_nothing_missing_on_this_machine():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "install.py"), "--check"],
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "tools", "install.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "everything is installed" in result.stdout

@@ -7,7 +7,7 @@ import pytest
 import torch
 from detectron2.utils import comm
 
-from data_fixtures import write_coco, write_folder
+from helpers import write_coco, write_folder
 from soft_teacher.data import build_semisup_train_loader, build_supervised_train_loader, register_custom_datasets
 
 LANDSCAPE, PORTRAIT = (48, 64), (64, 48)

@@ -9,8 +9,7 @@ import torch
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
-from data_fixtures import box_image, bright_extent
-from log_capture import captured_logs
+from helpers import box_image, bright_extent, captured_logs
 from soft_teacher.data import LabeledDatasetMapper, UnlabeledDatasetMapper, build_view_augmentations
 from soft_teacher.data.transforms import (
     CV2RandomFlip,

@@ -17,9 +17,7 @@ from soft_teacher.modeling.pseudo_label_quality import (
     pseudo_label_figures,
 )
 
-from commands import run_tool
-from conftest import make_tiny_cfg
-from engine_helpers import tiny_semisup_cfg, write_config
+from helpers import make_tiny_cfg, run_tool, tiny_semisup_cfg, write_config
 from soft_teacher.engine import load_config
 from soft_teacher.utils.checkpoints import load_detector
 from soft_teacher.utils.measure import sample_dataset_dicts

@@ -4,7 +4,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from engine_helpers import write_metrics
+from helpers import write_metrics
 from soft_teacher.utils.metrics import default_plot_path, load_metrics, metrics_records, plot_metrics
 
 SOFT_TEACHER_LINES = [

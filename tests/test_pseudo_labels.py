@@ -12,6 +12,7 @@ from soft_teacher.modeling.pseudo_labels import (
     jitter_boxes,
     jitter_uncertainty,
     regression_uncertainty,
+    split_pseudo_labels,
     teacher_background_probs,
     teacher_detections,
     teacher_pseudo_labels,
@@ -211,6 +212,19 @@ def test_background_probability_is_the_teachers_softmax_background_column(teache
     boxes = [Boxes(torch.tensor([[10.0, 10, 40, 50]])), Boxes(torch.tensor([[0.0, 0, 20, 20], [5.0, 5, 100, 90]]))]
     probs = teacher_background_probs(teacher.roi_heads, teacher_features(teacher, views), boxes)
     assert probs.tolist() == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_split_puts_each_candidate_in_the_sets_its_score_and_uncertainty_pass():
+    pseudo = Instances(IMAGE_SIZE, scores=torch.tensor([0.875, 0.75, 0.625, 0.5]),
+                       uncertainty=torch.tensor([0.5, 0.25, 0.125, 0.0]))
+    masks = split_pseudo_labels(pseudo, rpn_thresh=0.75, cls_thresh=0.625, reg_uncertainty_thresh=0.25)
+    assert {name: mask.tolist() for name, mask in masks.items()} == {
+        "rpn": [True, True, False, False],  # score >= the threshold: the threshold itself passes
+        "cls": [True, True, True, False],
+        "reg": [False, False, True, True],  # uncertainty < the threshold: the threshold itself fails
+    }
+    empty = split_pseudo_labels(pseudo[:0], 0.75, 0.625, 0.25)
+    assert all(mask.dtype == torch.bool and mask.shape == (0,) for mask in empty.values())
 
 
 def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():

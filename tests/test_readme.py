@@ -3,23 +3,24 @@ config-key table names keys that exist."""
 import fnmatch
 import os
 import re
+import shlex
 
 import pytest
 
 from detectron2.data import DatasetCatalog
 
 import soft_teacher  # noqa: F401  (registers the datasets)
-from commands import REPO, join_commands, load_tool, parse_train_net, split
+from helpers import REPO_ROOT, join_commands, load_tool, parse_train_net
 
-with open(os.path.join(REPO, "README.md")) as f:
+with open(os.path.join(REPO_ROOT, "README.md")) as f:
     README = f.read()
 SHELL_LINES = [
     line for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S) for line in block.splitlines()
 ]
 PYTHON_COMMANDS = join_commands(SHELL_LINES, prefixes=("python ",))
-TRAIN_NET = [split(c)[2:] for c in PYTHON_COMMANDS if split(c)[1] == "train_net.py"]
-TOOLS = [split(c)[1:] for c in PYTHON_COMMANDS if split(c)[1].startswith("tools/")]
-MAKE_COMMANDS = [split(c) for c in join_commands(SHELL_LINES, prefixes=("make ",))]
+TRAIN_NET = [shlex.split(c)[2:] for c in PYTHON_COMMANDS if shlex.split(c)[1] == "train_net.py"]
+TOOLS = [shlex.split(c)[1:] for c in PYTHON_COMMANDS if shlex.split(c)[1].startswith("tools/")]
+MAKE_COMMANDS = [shlex.split(c) for c in join_commands(SHELL_LINES, prefixes=("make ",))]
 
 
 def test_readme_gives_the_two_commands_and_install():
@@ -28,14 +29,14 @@ def test_readme_gives_the_two_commands_and_install():
 
 
 def test_ci_runs_the_readme_test_command():
-    with open(os.path.join(REPO, ".ci", "run")) as f:
+    with open(os.path.join(REPO_ROOT, ".ci", "run")) as f:
         ci_lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     assert "make test" in ci_lines
 
 
 @pytest.mark.parametrize("command", MAKE_COMMANDS, ids=" ".join)
 def test_make_targets_and_variables_exist(command):
-    with open(os.path.join(REPO, "Makefile")) as f:
+    with open(os.path.join(REPO_ROOT, "Makefile")) as f:
         makefile = f.read()
     target = command[1]
     assert re.search(rf"^{target}:", makefile, flags=re.M), f"no make target {target}"
@@ -53,7 +54,7 @@ def test_readme_has_train_net_and_tool_commands():
 @pytest.mark.parametrize("argv", TRAIN_NET, ids=lambda argv: " ".join(argv)[:80])
 def test_train_net_commands_parse_and_name_known_datasets(argv):
     args, cfg = parse_train_net(argv)
-    assert os.path.isfile(os.path.join(REPO, args.config_file))
+    assert os.path.isfile(os.path.join(REPO_ROOT, args.config_file))
     declared = {entry[0] for entry in cfg.DATASETS.CUSTOM_COCO + cfg.DATASETS.CUSTOM_UNLABELED_FOLDERS}
     for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TRAIN_UNLABELED + cfg.DATASETS.TEST:
         assert name in DatasetCatalog.list() or name in declared, f"unknown dataset {name}"

@@ -3,8 +3,7 @@ import os
 
 import pytest
 
-from conftest import make_tiny_cfg
-from engine_helpers import read_metrics, run_train_net, tiny_semisup_cfg, write_config
+from helpers import make_tiny_cfg, read_metrics, run_train_net, tiny_semisup_cfg, write_config
 
 
 def test_misspelled_key_on_the_command_line_fails_with_one_line_naming_it(tmp_path):

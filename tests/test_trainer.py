@@ -9,8 +9,7 @@ from detectron2.engine import HookBase
 from soft_teacher.engine import SoftTeacherTrainer, unwrap_model
 from soft_teacher.engine.trainer import check_losses_finite
 
-from engine_helpers import StandInTrainer, read_metrics, stand_in_cfg, tiny_semisup_cfg
-from log_capture import captured_logs
+from helpers import StandInTrainer, captured_logs, read_metrics, stand_in_cfg, tiny_semisup_cfg
 
 
 class StopAfter(HookBase):
@@ -188,6 +187,6 @@ def test_supervised_config_trains_a_plain_detector_without_teacher(tmp_path):
 
 
 def test_labeled_and_test_sets_with_different_class_counts_fail_before_training(tmp_path):
-    cfg = tiny_semisup_cfg(tmp_path, name="mismatch", test_classes=("red", "green"))
+    cfg = tiny_semisup_cfg(tmp_path, name="mismatch", test_categories=("cat", "dog"))
     with pytest.raises(ValueError, match="mismatch_test.*mismatch_labeled"):
         SoftTeacherTrainer(cfg)

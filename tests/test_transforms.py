@@ -4,7 +4,7 @@ import pytest
 from detectron2.data import transforms as T
 from PIL import Image, ImageEnhance, ImageOps
 
-from data_fixtures import box_image, bright_extent
+from helpers import box_image, bright_extent
 from soft_teacher.config import GEOMETRIC_OPS, PHOTOMETRIC_OPS, get_cfg
 from soft_teacher.data.transforms import (
     AffineTransform,

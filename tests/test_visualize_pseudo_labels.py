@@ -12,8 +12,7 @@ from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
-from conftest import make_tiny_cfg
-from commands import run_tool
+from helpers import make_tiny_cfg, run_tool
 from soft_teacher.engine import load_config
 from soft_teacher.utils import visualize
 from soft_teacher.utils.checkpoints import load_model
