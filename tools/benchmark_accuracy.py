@@ -12,8 +12,8 @@ checkpoint ``model_{B-1:07d}.pth`` is copied into the Soft Teacher folder and th
 continues at iteration B with the twin's weights (student and teacher), optimizer and LR schedule; the two arms
 share their first B iterations. A branch waits until that checkpoint is written. Finished runs (final evaluation
 in ``metrics.json``) are read, not trained again; interrupted ones resume from their last checkpoint.
-The training, branching and reading of the runs is ``soft_teacher.engine.branch_runs``; the report
-``soft_teacher.utils.accuracy_benchmark``.
+The training, branching and reading of the runs is ``soft_teacher.benchmark.branch_runs``; the report
+``soft_teacher.benchmark.accuracy``.
 
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (final box AP as mean +- half-range over seeds, the gap
 closed, per-seed differences, pseudo-label statistics) and ``OUTPUT/accuracy_curves.png``; with
@@ -31,9 +31,9 @@ import signal
 import sys
 from typing import List, Optional, Sequence
 
+from soft_teacher.benchmark.accuracy import DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark
+from soft_teacher.benchmark.branch_runs import branch_problems
 from soft_teacher.engine import ConfigError
-from soft_teacher.engine.branch_runs import branch_problems
-from soft_teacher.utils.accuracy_benchmark import DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark
 
 
 def _int_list(text: str) -> List[int]:

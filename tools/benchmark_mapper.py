@@ -6,7 +6,7 @@ measured with ``--threads 1``, is the throughput of each worker. Images are synt
 640x480 JPEGs (COCO's typical size, with texture so that decoding costs what a photo
 costs), written to a temporary folder; views use COCO-scale settings (short side drawn
 in 400-1200, long side <= 1333), as in the reference configs. The measurement is
-``soft_teacher.utils.mapper_benchmark``.
+``soft_teacher.benchmark.mapper``.
 
     python tools/benchmark_mapper.py                    # this project's mapper
     python tools/benchmark_mapper.py --stock-resize-flip  # with Detectron2's PIL resize / numpy flip instead
@@ -16,7 +16,7 @@ import argparse
 import cv2
 import torch
 
-from soft_teacher.utils.mapper_benchmark import coco_scale_mapper, measure_mapper
+from soft_teacher.benchmark.mapper import coco_scale_mapper, measure_mapper
 
 
 def parse_args(argv=None):

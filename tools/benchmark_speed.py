@@ -19,7 +19,7 @@ object above the 0.5 score threshold; so that the pseudo-labelling path (box jit
 boxes between views) runs under load, the teacher keeps its ``--candidates`` best detections
 per image as candidates (score thresholds 0 and ``TEST.DETECTIONS_PER_IMAGE``).
 Each setting runs in a fresh process (clean memory statistics and data workers); the timing is
-``soft_teacher.utils.speed_benchmark``.
+``soft_teacher.benchmark.speed``.
 
 Usage::
 
@@ -36,8 +36,8 @@ import subprocess
 import sys
 from typing import Dict, Optional, Sequence
 
-from soft_teacher.utils.report import machine_description, write_results
-from soft_teacher.utils.speed_benchmark import (
+from soft_teacher.benchmark.report import machine_description, write_results
+from soft_teacher.benchmark.speed import (
     CONFIGS,
     REPO,
     markdown,

@@ -9,19 +9,18 @@ the published splits. Writes, next to the annotations:
     annotations/semi_supervised/instances_train2017.{s}@{p}.json
     annotations/semi_supervised/instances_train2017.{s}@{p}-unlabeled.json
 
-which ``soft_teacher`` registers as ``coco_2017_train_{p}pct_{s}`` and ``..._unlabeled``.
+which ``soft_teacher`` registers as ``coco_2017_train_{p}pct_{s}`` and ``..._unlabeled``. The
+splitting and writing is ``soft_teacher.data.datasets.coco_partial.write_coco_splits``.
 
 Example (all 20 standard splits, from $DETECTRON2_DATASETS/coco):
 
     python tools/make_coco_splits.py --coco-root datasets/coco --percent 1 2 5 10 --fold 1 2 3 4 5
 """
 import argparse
-import json
 import os
 import sys
 
-from soft_teacher.data.datasets import dataset_root
-from soft_teacher.data.datasets.coco_partial import split_coco, split_json_paths
+from soft_teacher.data.datasets import dataset_root, write_coco_splits
 
 
 def parse_args(argv=None):
@@ -44,17 +43,7 @@ def main(argv=None) -> None:
     if not os.path.isfile(source):
         sys.exit(f"error: {source} does not exist; download COCO's annotations_trainval2017.zip and unzip it "
                  f"into {args.coco_root}, or pass --annotation-file.")
-    print(f"Reading {source} ...")
-    with open(source) as f:
-        coco = json.load(f)
-    os.makedirs(os.path.join(annotation_dir, "semi_supervised"), exist_ok=True)
-    for percent in args.percent:
-        for fold in args.fold:
-            parts = split_coco(coco, percent, fold)
-            for part, path in zip(parts, split_json_paths(annotation_dir, percent, fold)):
-                with open(path, "w") as f:
-                    json.dump(part, f)
-                print(f"{path}: {len(part['images'])} images, {len(part['annotations'])} annotations")
+    write_coco_splits(source, annotation_dir, args.percent, args.fold)
 
 
 if __name__ == "__main__":

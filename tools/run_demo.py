@@ -9,7 +9,7 @@ Two arms, each one ``train_net.py`` process with one torch thread, trained side 
   shapes_train unlabeled), into ``OUTPUT/soft_teacher``. It branches from the twin at iteration
   B = ``SOFT_TEACHER.BURN_IN_ITERS``: it starts from a copy of the twin's checkpoint ``model_{B-1}``
   (weights, optimizer, LR schedule), so the two arms share their first B iterations and differ only in
-  what Soft Teacher adds after them (``soft_teacher.engine.branch_runs``).
+  what Soft Teacher adds after them (``soft_teacher.benchmark.branch_runs``).
 
 Steps, each announced with its number:
 
@@ -36,15 +36,15 @@ Usage::
     python tools/run_demo.py --output output/demo_quick SOLVER.MAX_ITER 300 SOLVER.STEPS "(250,)" \\
         SOFT_TEACHER.BURN_IN_ITERS 200 SOLVER.CHECKPOINT_PERIOD 200
 
-Config overrides after the flags go to both arms. The demo's steps are ``soft_teacher.utils.demo``.
+Config overrides after the flags go to both arms. The demo's steps are ``soft_teacher.benchmark.demo``.
 """
 import argparse
 import signal
 import sys
 from typing import Optional, Sequence
 
+from soft_teacher.benchmark.demo import DEFAULT_CONFIG, DEFAULT_SUPERVISED_CONFIG, DemoError, run_demo, summary_lines
 from soft_teacher.engine import ConfigError
-from soft_teacher.utils.demo import DEFAULT_CONFIG, DEFAULT_SUPERVISED_CONFIG, DemoError, run_demo, summary_lines
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

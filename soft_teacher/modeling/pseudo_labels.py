@@ -1,6 +1,8 @@
-"""Teacher pseudo-labelling: detections, box-jitter uncertainty, soft weights.
+"""Teacher pseudo-labelling: detections, box-jitter uncertainty, soft weights, and the split of the candidates
+into the sets that supervise each student loss.
 
-Everything here runs the teacher without gradients, and every box is in the teacher view.
+The functions that run the teacher do so without gradients, on boxes in the teacher view;
+:func:`split_pseudo_labels` reads only the candidates' scores and uncertainties.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -138,6 +140,23 @@ def teacher_pseudo_labels(
         for cand, unc in zip(candidates, uncertainties)
     ]
     return TeacherOutput(images=images, features=features, pseudo_labels=pseudo_labels)
+
+
+def split_pseudo_labels(
+    pseudo_labels: Instances, rpn_thresh: float, cls_thresh: float, reg_uncertainty_thresh: float
+) -> Dict[str, torch.Tensor]:
+    """Which candidate pseudo boxes supervise each student loss: ``{"rpn", "cls", "reg"}``, ``(N,)`` bool masks.
+
+    ``pseudo_labels`` holds the ``N`` candidates of one image with their ``scores`` and ``uncertainty``,
+    each ``(N,)``, in either view: the split reads no box, and each mask indexes ``pseudo_labels`` itself.
+    ``"rpn"``: score >= ``rpn_thresh`` (the RPN's ground truth); ``"cls"``: score >= ``cls_thresh`` (the
+    ROI classification's); ``"reg"``: uncertainty < ``reg_uncertainty_thresh`` (the ROI regression's).
+    """
+    return {
+        "rpn": pseudo_labels.scores >= rpn_thresh,
+        "cls": pseudo_labels.scores >= cls_thresh,
+        "reg": pseudo_labels.uncertainty < reg_uncertainty_thresh,
+    }
 
 
 @torch.no_grad()

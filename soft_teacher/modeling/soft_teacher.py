@@ -22,7 +22,7 @@ from detectron2.utils.events import get_event_storage
 
 from ..config import EVAL_MODELS, UNSUP_LOSSES
 from .pseudo_label_quality import pseudo_label_counts, stats_from_counts
-from .pseudo_labels import TeacherOutput, teacher_pseudo_labels
+from .pseudo_labels import TeacherOutput, split_pseudo_labels, teacher_pseudo_labels
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
 from .view_geometry import instances_to_view, view_to_view_matrix
 
@@ -188,9 +188,13 @@ class SoftTeacher(nn.Module):
             instances_to_view(p, m, size)
             for p, m, size in zip(teacher_out.pseudo_labels, teacher_to_student, images.image_sizes)
         ]
-        rpn_sets = [p[p.scores >= self.rpn_pseudo_thresh] for p in pseudo_labels]
-        cls_sets = [p[p.scores >= self.cls_pseudo_thresh] for p in pseudo_labels]
-        reg_sets = [p[p.uncertainty < self.reg_uncertainty_thresh] for p in pseudo_labels]
+        masks = [
+            split_pseudo_labels(p, self.rpn_pseudo_thresh, self.cls_pseudo_thresh, self.reg_uncertainty_thresh)
+            for p in pseudo_labels
+        ]
+        rpn_sets = [p[m["rpn"]] for p, m in zip(pseudo_labels, masks)]
+        cls_sets = [p[m["cls"]] for p, m in zip(pseudo_labels, masks)]
+        reg_sets = [p[m["reg"]] for p, m in zip(pseudo_labels, masks)]
         counts = self._pseudo_label_counts(unlabeled, teacher_out, rpn_sets, cls_sets, reg_sets)
         if comm.get_world_size() > 1:
             torch.distributed.all_reduce(counts)  # every rank calls it: the burn-in ends on the same iteration

@@ -5,7 +5,7 @@ weak teacher view, strong student view, each with its matrix from original pixel
 pseudo-labels the teacher view with the model's own code (detections with score >=
 ``SOFT_TEACHER.INITIAL_SCORE_THRESH``, box-jitter uncertainty) and the boxes move into the student
 view with ``M = A_student @ inverse(A_teacher)``. Each box is coloured by the student losses it
-supervises (:func:`supervised_losses`, the split the model makes):
+supervises (:func:`supervised_losses`: the model's own split, ``split_pseudo_labels``):
 
 - green: classification/RPN and regression;
 - orange: classification/RPN only;
@@ -30,7 +30,7 @@ from detectron2.structures import Instances
 
 from soft_teacher.data import UnlabeledDatasetMapper
 from soft_teacher.data.datasets import load_image_folder
-from soft_teacher.modeling import instances_to_view, teacher_pseudo_labels, view_to_view_matrix
+from soft_teacher.modeling import instances_to_view, split_pseudo_labels, teacher_pseudo_labels, view_to_view_matrix
 
 __all__ = ["BOTH", "CLASSIFICATION_ONLY", "PseudoLabelPicture", "REGRESSION_ONLY", "REJECTED",
            "VERDICTS", "Verdict", "draw_pseudo_labels", "grid_picture", "image_dicts", "pseudo_labelling_teacher",
@@ -82,18 +82,10 @@ def pseudo_labelling_teacher(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def supervised_losses(pseudo_labels: Instances, cfg) -> Dict[str, torch.Tensor]:
-    """``{"rpn", "cls", "reg"}``: ``(N,)`` bool, which candidates supervise each student loss.
-
-    The split of ``SoftTeacher.unsupervised_losses``: score >= ``SOFT_TEACHER.RPN_PSEUDO_THRESH``
-    (RPN), score >= ``CLS_PSEUDO_THRESH`` (ROI classification), uncertainty < ``REG_UNCERTAINTY_THRESH``
-    (ROI regression).
-    """
+    """``{"rpn", "cls", "reg"}``: ``(N,)`` bool, which candidates supervise each student loss: the model's
+    :func:`~soft_teacher.modeling.split_pseudo_labels` with ``cfg.SOFT_TEACHER``'s thresholds."""
     st = cfg.SOFT_TEACHER
-    return {
-        "rpn": pseudo_labels.scores >= st.RPN_PSEUDO_THRESH,
-        "cls": pseudo_labels.scores >= st.CLS_PSEUDO_THRESH,
-        "reg": pseudo_labels.uncertainty < st.REG_UNCERTAINTY_THRESH,
-    }
+    return split_pseudo_labels(pseudo_labels, st.RPN_PSEUDO_THRESH, st.CLS_PSEUDO_THRESH, st.REG_UNCERTAINTY_THRESH)
 
 
 def verdicts(pseudo_labels: Instances, cfg) -> torch.Tensor:

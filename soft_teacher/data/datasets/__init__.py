@@ -6,7 +6,7 @@ default ``./datasets``) like Detectron2's builtin sets, the COCO partial splits,
 :func:`register_custom_datasets`.
 """
 from .catalog import dataset_root
-from .coco_partial import register_coco_partial, split_coco
+from .coco_partial import register_coco_partial, split_coco, write_coco_splits
 from .custom import load_image_folder, register_custom_coco, register_custom_datasets, register_image_folder
 from .shapes import register_shapes
 from .validation import check_boxes, check_categories
@@ -15,6 +15,7 @@ __all__ = [
     "dataset_root",
     "register_coco_partial",
     "split_coco",
+    "write_coco_splits",
     "load_image_folder",
     "register_custom_coco",
     "register_custom_datasets",

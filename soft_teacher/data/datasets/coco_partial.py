@@ -4,8 +4,8 @@ The standard splits of semi-supervised COCO: for fold (seed) ``s`` and percent `
 numpy's RNG seeded with ``s`` draws ``np.random.choice(range(N), size=int(p / 100 * N),
 replace=False)`` over the ``N`` images of ``instances_train2017.json`` in file order;
 the drawn images are labeled, the others form the unlabeled complement (whose
-annotations are only used to measure pseudo-label quality). ``tools/make_coco_splits.py``
-writes them next to the COCO annotations:
+annotations are only used to measure pseudo-label quality). :func:`write_coco_splits`
+(``tools/make_coco_splits.py``) writes them next to the COCO annotations:
 
 .. code-block:: none
 
@@ -17,8 +17,9 @@ when the set is loaded): ``coco_2017_train_{p}pct_{s}`` and
 ``coco_2017_train_{p}pct_{s}_unlabeled`` for ``p`` in 1, 2, 5, 10 and ``s`` in 1-5,
 and ``coco_2017_unlabel`` (the images of ``coco/unlabeled2017``, no json needed).
 """
+import json
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
@@ -32,6 +33,7 @@ __all__ = [
     "partial_split_indices",
     "split_coco",
     "split_json_paths",
+    "write_coco_splits",
     "register_coco_partial",
 ]
 
@@ -79,6 +81,30 @@ def split_json_paths(annotation_dir: str, percent: float, fold: int) -> Tuple[st
     """The (labeled, unlabeled) json paths of split ``fold@percent`` under COCO's ``annotations`` folder."""
     stem = os.path.join(annotation_dir, "semi_supervised", f"instances_train2017.{fold}@{_percent_name(percent)}")
     return stem + ".json", stem + "-unlabeled.json"
+
+
+def write_coco_splits(
+    annotation_file: str, annotation_dir: str, percents: Sequence[float], folds: Sequence[int]
+) -> List[str]:
+    """Write the labeled part and the unlabeled complement of split ``fold@percent`` for every percent and fold.
+
+    Reads ``annotation_file`` (COCO's ``instances_train2017.json``) once, splits it with :func:`split_coco`
+    and writes each part to its :func:`split_json_paths` under ``annotation_dir`` (COCO's ``annotations``
+    folder), printing each file with its image and annotation counts. Returns the paths written, in that order.
+    """
+    print(f"Reading {annotation_file} ...")
+    with open(annotation_file) as f:
+        coco = json.load(f)
+    os.makedirs(os.path.join(annotation_dir, "semi_supervised"), exist_ok=True)
+    written = []
+    for percent in percents:
+        for fold in folds:
+            for part, path in zip(split_coco(coco, percent, fold), split_json_paths(annotation_dir, percent, fold)):
+                with open(path, "w") as f:
+                    json.dump(part, f)
+                print(f"{path}: {len(part['images'])} images, {len(part['annotations'])} annotations")
+                written.append(path)
+    return written
 
 
 def _load_split(name: str, json_file: str, image_root: str, percent: int, fold: int, coco_root: str) -> List[dict]:

@@ -3,7 +3,7 @@
 For each (labeled percent p, seed s) it trains a supervised run ``supervised_{p}pct_seed{s}`` and a
 Soft Teacher run ``soft_teacher_{p}pct_seed{s}`` that branches from it, plus the supervised ceiling
 ``supervised_100pct_seed1`` (configs ``configs/shapes/{supervised,soft_teacher}_R18_FPN_{p}pct.yaml``
-with ``SEED s``); :mod:`soft_teacher.engine.branch_runs` trains, branches and reads the runs.
+with ``SEED s``); :mod:`soft_teacher.benchmark.branch_runs` trains, branches and reads the runs.
 :func:`run_benchmark` then reports the final box AP (mean +- half-range over seeds), the gap closed,
 the per-seed differences and the pseudo-label statistics, and plots the AP curves.
 ``tools/benchmark_accuracy.py`` is the command line.
@@ -18,17 +18,9 @@ from detectron2.data import DatasetCatalog
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from soft_teacher.engine.branch_runs import (
-    PSEUDO_WINDOW,
-    Run,
-    Scheduler,
-    ap_curve,
-    checkpoint_name,
-    final_box_ap,
-    pseudo_label_stats,
-)
+from soft_teacher.utils.metrics import LINE_STYLES
 
-from .metrics import LINE_STYLES
+from .branch_runs import PSEUDO_WINDOW, Run, Scheduler, ap_curve, checkpoint_name, final_box_ap, pseudo_label_stats
 from .report import machine_description, machine_line, markdown_table, write_results
 
 __all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "collect_results", "gap_closed",

@@ -3,7 +3,7 @@
 Two arms, each one ``train_net.py`` process, trained side by side on the shapes set: the supervised
 twin (``configs/shapes/supervised_demo.yaml``) from scratch, and Soft Teacher
 (``configs/shapes/soft_teacher_demo.yaml``), which branches from the twin at iteration
-B = ``SOFT_TEACHER.BURN_IN_ITERS`` (:mod:`soft_teacher.engine.branch_runs`). :func:`run_demo` takes
+B = ``SOFT_TEACHER.BURN_IN_ITERS`` (:mod:`soft_teacher.benchmark.branch_runs`). :func:`run_demo` takes
 four steps: prepare the data, train and evaluate both arms, draw the teacher's pseudo labels
 (:mod:`soft_teacher.utils.visualize`), plot both arms' training curves (:mod:`soft_teacher.utils.metrics`);
 it returns what ``results.json`` holds, which :func:`summary_lines` prints.
@@ -21,7 +21,11 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from soft_teacher.engine import ConfigError, is_semi_supervised, load_config
-from soft_teacher.engine.branch_runs import (
+from soft_teacher.utils.checkpoints import load_model
+from soft_teacher.utils.metrics import plot_metrics
+from soft_teacher.utils.visualize import draw_pseudo_labels, grid_picture
+
+from .branch_runs import (
     PSEUDO_WINDOW,
     Run,
     RunProcess,
@@ -30,10 +34,6 @@ from soft_teacher.engine.branch_runs import (
     final_evaluation,
     pseudo_label_stats,
 )
-
-from .checkpoints import load_model
-from .metrics import plot_metrics
-from .visualize import draw_pseudo_labels, grid_picture
 
 __all__ = ["ARM_LABELS", "DEFAULT_CONFIG", "DEFAULT_SUPERVISED_CONFIG", "DemoError", "ap_differences",
            "box_ap_of_arms", "plan_arms", "prepare_datasets", "pseudo_label_summary", "run_demo", "summary_lines"]
@@ -80,7 +80,7 @@ def coco_fields(fields: Dict[str, float]) -> Dict[str, Optional[float]]:
 
 def box_ap_of_arms(supervised: Dict[str, dict], soft: Dict[str, dict]) -> Dict[str, Dict[str, Optional[float]]]:
     """``{"teacher"|"student"|"supervised": {"AP": ..., ...}}`` from the arms' final evaluations
-    (:func:`soft_teacher.engine.branch_runs.final_evaluation`)."""
+    (:func:`soft_teacher.benchmark.branch_runs.final_evaluation`)."""
     box_ap = {model: coco_fields(fields) for model, fields in soft.items() if model in ("teacher", "student")}
     box_ap["supervised"] = coco_fields(supervised["model"])
     return box_ap

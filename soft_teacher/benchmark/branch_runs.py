@@ -31,9 +31,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from soft_teacher.engine import load_config
 from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
-
-from .command_line import load_config
 
 __all__ = [
     "PSEUDO_WINDOW", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler", "ap_curve",
