@@ -7,7 +7,8 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from helpers import write_coco
-from soft_teacher.data.datasets import dataset_root, register_coco_partial, split_coco, write_coco_splits
+from soft_teacher.data.datasets import dataset_root, write_coco_splits
+from soft_teacher.data.datasets.coco_partial import register_coco_partial, split_coco
 
 # Image ids in file order: deliberately not sorted, so that "file order" matters.
 IMAGE_IDS = [907, 12, 455, 3, 78, 1001, 64, 5, 333, 21, 870, 42, 9, 610, 77, 18, 250, 31, 700, 2]

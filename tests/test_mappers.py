@@ -10,7 +10,8 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from helpers import box_image, bright_extent, captured_logs
-from soft_teacher.data import LabeledDatasetMapper, UnlabeledDatasetMapper, build_view_augmentations
+from soft_teacher.data import LabeledDatasetMapper, UnlabeledDatasetMapper
+from soft_teacher.data.mappers import build_view_augmentations
 from soft_teacher.data.transforms import (
     CV2RandomFlip,
     CV2ResizeShortestEdge,

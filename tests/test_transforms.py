@@ -6,21 +6,11 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from helpers import box_image, bright_extent
 from soft_teacher.config import GEOMETRIC_OPS, PHOTOMETRIC_OPS, get_cfg
-from soft_teacher.data.transforms import (
-    AffineTransform,
-    CV2HFlipTransform,
-    CV2ResizeTransform,
-    CV2VFlipTransform,
-    EraseTransform,
-    PhotometricTransform,
-    RandomAffine,
-    RandomErasing,
-    RandomOrder,
-    RandomPhotometric,
-    rotation_matrix,
-    shear_matrix,
-    translation_matrix,
-)
+from soft_teacher.data.transforms import RandomAffine, RandomErasing, RandomOrder, RandomPhotometric
+from soft_teacher.data.transforms.affine import AffineTransform, rotation_matrix, shear_matrix, translation_matrix
+from soft_teacher.data.transforms.erasing import EraseTransform
+from soft_teacher.data.transforms.photometric import PhotometricTransform
+from soft_teacher.data.transforms.resize_flip import CV2HFlipTransform, CV2ResizeTransform, CV2VFlipTransform
 
 H, W = 64, 96
 BOX = [20, 12, 50, 40]  # x0, y0, x1, y1 in pixels

@@ -4,16 +4,11 @@ import pytest
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import TransformList
 
-from soft_teacher.data.transforms import (
-    AffineTransform,
-    CV2HFlipTransform,
-    CV2ResizeTransform,
-    EraseTransform,
-    PhotometricTransform,
-    register_transform_matrix,
-    rotation_matrix,
-    transform_matrix,
-)
+from soft_teacher.data.transforms import register_transform_matrix, transform_matrix
+from soft_teacher.data.transforms.affine import AffineTransform, rotation_matrix
+from soft_teacher.data.transforms.erasing import EraseTransform
+from soft_teacher.data.transforms.photometric import PhotometricTransform
+from soft_teacher.data.transforms.resize_flip import CV2HFlipTransform, CV2ResizeTransform
 
 
 def _apply(matrix, points):
