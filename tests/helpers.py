@@ -111,7 +111,7 @@ def tiny_semisup_cfg(root, name="tiny", test_categories=None):
     cfg.SOFT_TEACHER.CLS_PSEUDO_THRESH = 0.0
     cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0
     cfg.SOFT_TEACHER.JITTER_TIMES = 2
-    register_custom_datasets(cfg)  # as load_config does for a config file
+    register_custom_datasets(cfg)  # as load_config does; the training loaders would, but evaluation alone does not
     return cfg
 
 
@@ -275,12 +275,12 @@ def stand_in_cfg(output_dir, max_iter=6):
 # Scripts and the commands docs show (README.md, config headers).
 
 
-def repo_script(script, args, launch=subprocess.run, **kwargs):
+def repo_script(script, args, launch=subprocess.run, stderr=subprocess.STDOUT, **kwargs):
     """``launch`` (subprocess.run or Popen) ``python <script> args`` in the repository root with one OpenMP
-    thread; stdout and stderr together in ``.stdout``."""
+    thread; stdout and stderr together in ``.stdout``, or with ``stderr=subprocess.PIPE`` stderr in ``.stderr``."""
     env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     return launch([sys.executable, os.path.join(REPO_ROOT, script), *args], cwd=REPO_ROOT, env=env,
-                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+                  stdout=subprocess.PIPE, stderr=stderr, text=True, **kwargs)
 
 
 def run_train_net(args, timeout=240) -> subprocess.CompletedProcess:
@@ -288,9 +288,10 @@ def run_train_net(args, timeout=240) -> subprocess.CompletedProcess:
     return repo_script("train_net.py", list(args), timeout=timeout)
 
 
-def run_tool(tool: str, argv: Sequence[str], timeout: int = 240) -> subprocess.CompletedProcess:
+def run_tool(tool: str, argv: Sequence[str], timeout: int = 240,
+             stderr=subprocess.STDOUT) -> subprocess.CompletedProcess:
     """Run ``python tools/<tool>.py argv`` (see :func:`repo_script`)."""
-    return repo_script(os.path.join("tools", f"{tool}.py"), list(argv), timeout=timeout)
+    return repo_script(os.path.join("tools", f"{tool}.py"), list(argv), stderr=stderr, timeout=timeout)
 
 
 def load_tool(tool: str):

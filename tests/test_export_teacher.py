@@ -2,6 +2,7 @@
 stock Detectron2 loads and runs."""
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -89,3 +90,9 @@ def test_export_fails_clearly_on_a_plain_checkpoint_or_another_config(trained, t
     with pytest.raises(ValueError, match="does not match the config's detector"):
         export_teacher(cfg, checkpoint, output)
     assert not os.path.exists(output)
+
+
+def test_export_of_a_missing_checkpoint_names_it_and_says_what_to_pass(tmp_path):
+    missing = str(tmp_path / "no_such_model.pth")
+    with pytest.raises(FileNotFoundError, match=f"Checkpoint {re.escape(missing)} not found. Pass a file that "):
+        export_teacher(make_tiny_cfg(), missing, str(tmp_path / "out.pth"))

@@ -5,17 +5,19 @@ import re
 
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.utils import comm
 
 from helpers import write_coco, write_folder
-from soft_teacher.data import build_semisup_train_loader, build_supervised_train_loader, register_custom_datasets
+from soft_teacher.data import build_semisup_train_loader, build_supervised_train_loader
 
 LANDSCAPE, PORTRAIT = (48, 64), (64, 48)
 
 
 @pytest.fixture
 def semisup_cfg(tiny_cfg, tmp_path, request):
-    """6 labeled images (COCO json) and 8 unlabeled ones (a folder), half landscape, half portrait; registered."""
+    """6 labeled images (COCO json) and 8 unlabeled ones (a folder), half landscape, half portrait, declared in
+    DATASETS.CUSTOM_*; the loaders register them."""
     name = request.node.name.replace("[", "_").replace("]", "")
     json_file, image_root = write_coco(str(tmp_path / "labeled"), [LANDSCAPE, PORTRAIT] * 3)
     write_folder(str(tmp_path / "unlabeled"), [LANDSCAPE, PORTRAIT] * 4)
@@ -25,7 +27,6 @@ def semisup_cfg(tiny_cfg, tmp_path, request):
     tiny_cfg.DATASETS.TRAIN_UNLABELED = (f"{name}_unlabeled",)
     tiny_cfg.SOLVER.IMS_PER_BATCH = 1
     tiny_cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 4
-    register_custom_datasets(tiny_cfg)
     return tiny_cfg
 
 
@@ -37,6 +38,14 @@ def _fake_world(monkeypatch, world_size, rank):
     monkeypatch.setattr(comm, "get_world_size", lambda: world_size)
     monkeypatch.setattr(comm, "get_rank", lambda: rank)
     monkeypatch.setattr("detectron2.data.build.get_world_size", lambda: world_size)
+
+
+def test_loader_registers_the_custom_sets_of_a_config_not_read_by_load_config(semisup_cfg):
+    """A config built in Python (get_cfg and assignments) declares its sets in DATASETS.CUSTOM_* only."""
+    assert not set(semisup_cfg.DATASETS.TRAIN + semisup_cfg.DATASETS.TRAIN_UNLABELED) & set(DatasetCatalog.list())
+    batch = next(iter(build_semisup_train_loader(semisup_cfg)))
+    assert len(batch["labeled"]) == 1 and len(batch["labeled"][0]["instances"]) == 1
+    assert len(batch["unlabeled"]) == 4
 
 
 def test_each_iteration_gets_the_configured_numbers_of_images(semisup_cfg):
@@ -99,7 +108,6 @@ def test_empty_unlabeled_folder_fails_clearly(semisup_cfg, tmp_path):
     (empty / "notes.txt").write_text("no images here")
     semisup_cfg.DATASETS.CUSTOM_UNLABELED_FOLDERS = (("empty_folder_set", str(empty)),)
     semisup_cfg.DATASETS.TRAIN_UNLABELED = ("empty_folder_set",)
-    register_custom_datasets(semisup_cfg)
     with pytest.raises(ValueError, match=f"'empty_folder_set'.*'{empty}' holds no images"):
         build_semisup_train_loader(semisup_cfg)
 
@@ -108,7 +116,6 @@ def test_training_and_test_categories_must_match(semisup_cfg, tmp_path):
     json_file, image_root = write_coco(str(tmp_path / "test"), [LANDSCAPE], categories=("cat", "dog", "horse"))
     semisup_cfg.DATASETS.CUSTOM_COCO += (("mismatched_test_set", json_file, image_root),)
     semisup_cfg.DATASETS.TEST = ("mismatched_test_set",)
-    register_custom_datasets(semisup_cfg)
     with pytest.raises(ValueError, match=r"DATASETS.TEST set 'mismatched_test_set' \(.*instances.json\) has "
                                          r"categories \['cat', 'dog', 'horse'\].*only in .*\['bird'\]"):
         build_semisup_train_loader(semisup_cfg)

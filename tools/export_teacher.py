@@ -38,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         cfg = load_config(args.config_file, args.opts)
         export_teacher(cfg, args.checkpoint, args.output)
-    except ValueError as err:  # ConfigError included
+    except (FileNotFoundError, ValueError) as err:  # ValueError includes ConfigError; the message says what to fix
         print(f"export_teacher.py: error: {err}", file=sys.stderr)
         return 2
     return 0

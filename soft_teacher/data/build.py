@@ -21,6 +21,7 @@ from detectron2.data import build_detection_train_loader, get_detection_dataset_
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
+from .datasets.custom import register_custom_datasets
 from .datasets.validation import check_categories, check_image_files
 from .mappers import LabeledDatasetMapper, UnlabeledDatasetMapper
 
@@ -98,10 +99,13 @@ def _stream_loader(cfg, dataset_dicts: List[dict], mapper, total_batch_size: int
 def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict], List[dict]]:
     """The dicts of ``DATASETS.TRAIN`` and of the unlabeled sets ``unlabeled_names``, checked before training.
 
-    Both loaders load their sets here, so the checks run once per process: every labeled
-    image file exists (unreadable unlabeled images are skipped by their mapper instead), and
-    the sets' categories agree with each other, the test sets and ``MODEL.ROI_HEADS.NUM_CLASSES``.
+    Both loaders load their sets here, so the config's custom sets are registered here (for a
+    config that did not come through ``load_config``) and the checks run once per process:
+    every labeled image file exists (unreadable unlabeled images are skipped by their mapper
+    instead), and the sets' categories agree with each other, the test sets and
+    ``MODEL.ROI_HEADS.NUM_CLASSES``.
     """
+    register_custom_datasets(cfg)
     labeled = get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
@@ -132,9 +136,9 @@ def build_semisup_train_loader(cfg, labeled_mapper=None, unlabeled_mapper=None) 
 
     Each item holds ``SOLVER.IMS_PER_BATCH / world_size`` labeled dicts (see
     :class:`LabeledDatasetMapper`) and ``SOLVER.IMS_PER_BATCH_UNLABELED / world_size``
-    unlabeled dicts (see :class:`UnlabeledDatasetMapper`) for this rank. The labeled image
-    files must exist; the sets' categories are checked against each other, the test sets
-    and ``MODEL.ROI_HEADS.NUM_CLASSES``.
+    unlabeled dicts (see :class:`UnlabeledDatasetMapper`) for this rank. The config's custom
+    sets (``DATASETS.CUSTOM_*``) are registered first. The labeled image files must exist; the
+    sets' categories are checked against each other, the test sets and ``MODEL.ROI_HEADS.NUM_CLASSES``.
 
     Args:
         labeled_mapper, unlabeled_mapper: replace the default mappers built from ``cfg``.

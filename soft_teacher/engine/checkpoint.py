@@ -63,12 +63,15 @@ def _strip_ddp_prefix(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[st
 
 
 class SoftTeacherCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` that loads any of the checkpoints above into either kind of model.
+    """``DetectionCheckpointer`` that loads any of the checkpoints above into a plain detector or a SoftTeacher.
 
     Construct it like ``DetectionCheckpointer(model, save_dir, **checkpointables)``; ``model``
     may be wrapped in DistributedDataParallel. Beyond Detectron2's, it gives a plain detector the
-    teacher of a teacher-student checkpoint, a teacher-student model the student of a checkpoint
-    without teacher, and matches a model-zoo ``.pkl``'s names against one of the two detectors.
+    teacher of a teacher-student checkpoint, a SoftTeacher the student of a checkpoint without
+    teacher, and matches a model-zoo ``.pkl``'s names against one of the two detectors. One
+    detector's weights reach both of SoftTeacher's detectors through SoftTeacher's own load hook;
+    another teacher-student model, without that hook, loads only checkpoints with both
+    ``teacher.*`` and ``student.*`` weights.
     """
 
     def _load_model(self, checkpoint):

@@ -19,8 +19,9 @@ def load_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
 
     It also registers the config's custom datasets (``DATASETS.CUSTOM_COCO``,
     ``DATASETS.CUSTOM_UNLABELED_FOLDERS``): every entry point reads its config here, so this is
-    where a process gets them. Code that builds a config otherwise, or a process that receives
-    one, calls ``soft_teacher.data.register_custom_datasets`` itself.
+    where a process gets them. The training loaders register them too; code that builds a config
+    otherwise, or a process that receives one, and uses the sets outside training (e.g.
+    ``SoftTeacherTrainer.test``) calls ``soft_teacher.data.register_custom_datasets`` itself.
 
     Raises:
         ConfigError: a one-line message for an unknown key (naming it and the closest existing

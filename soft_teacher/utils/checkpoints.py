@@ -69,6 +69,7 @@ def export_teacher(cfg: CfgNode, checkpoint_path: str, output_path: str) -> None
     A checkpoint without teacher weights exports its student, with a warning.
 
     Raises:
+        FileNotFoundError: no such checkpoint file (the message says what to pass).
         ValueError: the checkpoint holds no teacher or student, its detector does not match
             ``cfg``'s, or ``output_path`` ends in .pkl/.pyth (which Detectron2 reads as other formats).
     """
@@ -76,6 +77,7 @@ def export_teacher(cfg: CfgNode, checkpoint_path: str, output_path: str) -> None
         raise ValueError(
             f"Output '{output_path}': Detectron2 reads .pkl and .pyth files as other formats; use a .pth name."
         )
+    _require_checkpoint(checkpoint_path)
     checkpoint = torch.load(checkpoint_path, map_location="cpu")
     state_dict = checkpoint.get("model", checkpoint)
     if not is_soft_teacher_state_dict(state_dict):

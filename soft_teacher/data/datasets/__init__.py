@@ -2,7 +2,8 @@
 
 Importing this package registers, under :func:`dataset_root` (``$DETECTRON2_DATASETS``,
 default ``./datasets``) like Detectron2's builtin sets, the COCO partial splits,
-``coco_2017_unlabel`` and the shapes set. Custom sets from the config are registered by
+``coco_2017_unlabel`` and the shapes set; a registration of these names by other code made
+earlier is replaced, with a warning. Custom sets from the config are registered by
 :func:`register_custom_datasets`.
 """
 from . import coco_partial, shapes

@@ -141,12 +141,12 @@ def register_coco_partial(root: str) -> List[str]:
             for suffix, json_file in zip(("", "_unlabeled"), split_json_paths(annotation_dir, percent, fold)):
                 name = f"coco_2017_train_{percent}pct_{fold}{suffix}"
                 register_dataset(name, lambda n=name, j=json_file, p=percent, f=fold: _load_split(
-                    n, j, image_root, p, f, coco_root), _OWNER, (json_file, image_root),
+                    n, j, image_root, p, f, coco_root), _OWNER, (json_file, image_root), builtin=True,
                     json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
                 names.append(name)
     # Images only: no categories, so that it can serve as unlabeled data for any labeled set.
     unlabeled_root = os.path.join(coco_root, "unlabeled2017")
     register_dataset("coco_2017_unlabel", lambda: _load_unlabeled2017("coco_2017_unlabel", unlabeled_root),
-                     _OWNER, unlabeled_root, image_root=unlabeled_root)
+                     _OWNER, unlabeled_root, builtin=True, image_root=unlabeled_root)
     names.append("coco_2017_unlabel")
     return names

@@ -10,8 +10,8 @@ Declare them in the config (or on the command line, as yacs literals):
     DATASETS.TRAIN "('my_train',)" DATASETS.TRAIN_UNLABELED "('my_unlabeled',)" DATASETS.TEST "('my_val',)"
 
 :func:`register_custom_datasets` registers them; ``soft_teacher.engine.load_config`` calls it,
-so every entry point has them. Registration is lazy: files are read, and checked, when a set
-is first loaded.
+so every entry point has them, and so do the training loaders, for configs built in Python.
+Registration is lazy: files are read, and checked, when a set is first loaded.
 """
 import json
 import logging

@@ -167,7 +167,7 @@ def register_shapes(root: Optional[str] = None, seed: int = DEFAULT_SEED, num_tr
     for subset in SUBSETS:
         name = f"shapes_{subset}"
         register_dataset(name, lambda subset=subset: _load_subset(root, subset, **settings), _OWNER, source,
-                         json_file=os.path.join(folder, "annotations", f"{name}.json"),
+                         builtin=True, json_file=os.path.join(folder, "annotations", f"{name}.json"),
                          image_root=os.path.join(folder, subset), **metadata)
         names[name] = "labeled"
     for percent in percents:
@@ -176,6 +176,6 @@ def register_shapes(root: Optional[str] = None, seed: int = DEFAULT_SEED, num_tr
                 name = f"shapes_train_{percent}pct_{fold}" + ("_unlabeled" if unlabeled else "")
                 # No json_file: COCOEvaluator converts a split's own dicts instead of using all of train.
                 register_dataset(name, lambda p=percent, s=fold, u=unlabeled: _load_split(root, p, s, u, **settings),
-                                 _OWNER, source, image_root=os.path.join(folder, "train"), **metadata)
+                                 _OWNER, source, builtin=True, image_root=os.path.join(folder, "train"), **metadata)
                 names[name] = "unlabeled" if unlabeled else "labeled"
     return names
