@@ -42,7 +42,7 @@ def tiny_shapes(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_trains_both_arms_side_by_side_and_compares_them_on_the_cpu(tiny_shapes, tmp_path, monkeypatch):
+def test_demo_trains_both_arms_one_after_the_other_and_compares_them_on_the_cpu(tiny_shapes, tmp_path, monkeypatch):
     monkeypatch.setattr(branch_runs, "POLL_SECONDS", 0.5)
     output = str(tmp_path / "demo")
     printed = "\n".join(demo.summary_lines(demo.run_demo(output, [*TINY_SCHEDULE, *tiny_shapes], num_pictures=2)))
@@ -87,6 +87,12 @@ def test_a_failed_arm_is_an_error_naming_its_log(tmp_path, monkeypatch):
     assert "the supervised twin arm" in supervised_line and "exit code 1" in supervised_line
     assert "the Soft Teacher arm" in soft_line and "not started" in soft_line
     assert soft_line.endswith(f"Read {tmp_path}/supervised/stdout.log (the trainer's log.txt is beside it).")
+
+
+def test_training_no_arm_at_a_time_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="at least one arm at a time, not 0"):
+        demo.run_demo(str(tmp_path), parallel=0)
+    assert not os.listdir(tmp_path)
 
 
 def test_a_burn_in_the_twin_does_not_checkpoint_is_refused_before_training(tmp_path):
@@ -144,7 +150,7 @@ def test_pseudo_label_summary_takes_precision_recall_and_boxes_at_the_classifica
 
 def test_summary_prints_each_arm_the_differences_and_the_pseudo_labels():
     results = {
-        "torch_threads": 1, "device": "cpu", "seconds": {"total": 600.0}, "test_sets": ["shapes_val"],
+        "torch_threads": 2, "parallel": 1, "device": "cpu", "seconds": {"total": 600.0}, "test_sets": ["shapes_val"],
         "max_iter": 900, "burn_in_iters": 600, "cls_pseudo_thresh": 0.9,
         "box_ap": {"teacher": {"AP": 31.46, "AP50": 50.0}, "student": {"AP": 29.0},
                    "supervised": {"AP": 30.0, "AP50": None}},
@@ -155,6 +161,7 @@ def test_summary_prints_each_arm_the_differences_and_the_pseudo_labels():
         "runs": {"supervised": {"output_dir": "out/supervised"}, "soft_teacher": {"output_dir": "out/soft_teacher"}},
     }
     text = "\n".join(demo.summary_lines(results))
+    assert "Demo finished in 10.0 min (two train_net.py processes one after the other, 2 CPU threads each" in text
     assert "teacher    box AP 31.5  AP50 50.0" in text and "supervised box AP 30.0  AP50 n/a" in text
     assert "teacher - supervised: +1.5 AP" in text and "student - supervised: -1.0 AP" in text
     assert "score >= 0.9" in text and "precision 0.81, recall 0.40, n/a boxes per image" in text

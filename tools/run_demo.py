@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The built-in demonstration (``make demo``): Soft Teacher against its supervised twin on the synthetic shapes set.
 
-Two arms, each one ``train_net.py`` process with one torch thread, trained side by side on the CPU:
+Two arms, each one ``train_net.py`` process, trained on the CPU one after the other, each with all the
+torch threads (``--parallel 2``: side by side, sharing them):
 
 - the supervised twin (``configs/shapes/supervised_demo.yaml``: 5% of shapes_train labeled), from
   scratch, into ``OUTPUT/supervised``;
@@ -55,9 +56,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--supervised-config-file", default=DEFAULT_SUPERVISED_CONFIG, metavar="FILE",
                         help="the supervised twin's config (default: configs/shapes/supervised_demo.yaml)")
     parser.add_argument("--num-pictures", type=int, default=4, help="unlabeled images in pseudo_labels.png")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads of each arm's process (default 1: on the demo's small images a second "
-                             "thread slowed a 2-core machine down)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="arms trained at once (default 1: one after the other, which was the fastest on "
+                             "2 cores, BENCHMARKS.md)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of each arm's process (default: torch's, shared among the arms at once)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides for both arms: KEY VALUE ...")
     return parser.parse_args(argv)
@@ -69,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         results = run_demo(args.output, args.opts, args.num_pictures, args.threads, args.config_file,
-                           args.supervised_config_file)
+                           args.supervised_config_file, args.parallel)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

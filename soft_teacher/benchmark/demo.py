@@ -1,7 +1,7 @@
 """The built-in demonstration (``make demo``, ``tools/run_demo.py``): Soft Teacher against its supervised twin.
 
-Two arms, each one ``train_net.py`` process, trained side by side on the shapes set: the supervised
-twin (``configs/shapes/supervised_demo.yaml``) from scratch, and Soft Teacher
+Two arms, each one ``train_net.py`` process, trained on the shapes set one after the other, each with all
+the CPU threads (or ``parallel`` at once, sharing them): the supervised twin (``configs/shapes/supervised_demo.yaml``) from scratch, and Soft Teacher
 (``configs/shapes/soft_teacher_demo.yaml``), which branches from the twin at iteration
 B = ``SOFT_TEACHER.BURN_IN_ITERS`` (:mod:`soft_teacher.benchmark.branch_runs`). :func:`run_demo` takes
 four steps: prepare the data, train and evaluate both arms, draw the teacher's pseudo labels
@@ -131,9 +131,10 @@ def format_ap(figures: Dict[str, Optional[float]]) -> str:
 
 
 def summary_lines(results: Dict) -> List[str]:
-    threads = results["torch_threads"]
-    lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min (two train_net.py processes side by "
-             f"side, {threads} CPU thread{'s' if threads > 1 else ''} each, device {results['device']}).",
+    threads, parallel = results["torch_threads"], results["parallel"]
+    how = "one after the other" if parallel == 1 else f"{parallel} at once"
+    lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min (two train_net.py processes {how}, "
+             f"{threads} CPU thread{'s' if threads > 1 else ''} each, device {results['device']}).",
              f"Box AP on {', '.join(results['test_sets'])} after {results['max_iter']} iterations (Soft Teacher "
              f"branched from the supervised twin at iteration {results['burn_in_iters']}):"]
     for name, figures in results["box_ap"].items():
@@ -154,15 +155,23 @@ def summary_lines(results: Dict) -> List[str]:
     return lines
 
 
-def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, threads: int = 1,
-             config_file: str = DEFAULT_CONFIG, supervised_config_file: str = DEFAULT_SUPERVISED_CONFIG) -> Dict:
-    """Run the four steps, each arm's process with ``threads`` CPU threads; return what ``results.json`` holds.
+def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, threads: Optional[int] = None,
+             config_file: str = DEFAULT_CONFIG, supervised_config_file: str = DEFAULT_SUPERVISED_CONFIG,
+             parallel: int = 1) -> Dict:
+    """Run the four steps, ``parallel`` arms at once, each arm's process with ``threads`` CPU threads (default:
+    this process's torch threads shared among them); return what ``results.json`` holds.
+
+    One arm at a time with all the threads is the fastest on a small CPU: the twin's first B iterations
+    cannot overlap anything, and the branch runs alone once the twin is done.
 
     Raises:
         ConfigError: a config does not load with ``opts``, or the Soft Teacher arm cannot branch from its twin.
         DemoError: an arm did not finish (the message names the log to read).
     """
     start = time.perf_counter()
+    if parallel < 1:
+        raise ConfigError(f"the demo trains at least one arm at a time, not {parallel}.")
+    threads = threads or max(1, torch.get_num_threads() // parallel)
     torch.set_num_threads(threads)
     seconds = {}
     supervised, soft = runs = plan_arms(config_file, supervised_config_file)
@@ -184,16 +193,17 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
     seconds["data"] = time.perf_counter() - tic
 
     burn_in, max_iter = soft_cfg.SOFT_TEACHER.BURN_IN_ITERS, soft_cfg.SOLVER.MAX_ITER
+    how = "one after the other" if parallel == 1 else f"{parallel} at once"
     announce(2, f"Training the supervised twin from scratch and Soft Teacher from its iteration-{burn_in} "
-                f"checkpoint, side by side, to {max_iter} iterations; then each evaluates on "
-                f"{', '.join(soft_cfg.DATASETS.TEST)}")
+                f"checkpoint ({how}, {threads} CPU thread{'s' if threads > 1 else ''} each) to {max_iter} "
+                f"iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST)}")
     for run in runs:
         print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
-    print(f"    Progress and ETA every minute. Soft Teacher waits for the twin's checkpoint at iteration {burn_in}; "
-          f"its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images "
+    print(f"    Progress and ETA every minute. Soft Teacher starts from the twin's checkpoint at iteration "
+          f"{burn_in}; its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images "
           "and are several times slower.", flush=True)
     tic = time.perf_counter()
-    scheduler = Scheduler(runs, output_dir, opts, parallel=len(runs),
+    scheduler = Scheduler(runs, output_dir, opts, parallel=parallel,
                           launch=functools.partial(RunProcess, threads=threads))
     for name in scheduler.status:
         print(f"    {ARM_LABELS[name]}: finished earlier, read from {folders[name]} (delete it to train again)",
@@ -227,6 +237,7 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
         "opts": list(opts),
         "device": soft_cfg.MODEL.DEVICE,
         "torch_threads": threads,
+        "parallel": parallel,
         "max_iter": max_iter,
         "burn_in_iters": burn_in,
         "datasets": sizes,
