@@ -2,6 +2,7 @@
 line tools/measure_pseudo_labels.py."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import StandardROIHeads
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BoxMode, Boxes, Instances
 
 from soft_teacher.modeling.pseudo_label_quality import (
     MEASURE_SCORE_GRID,
@@ -20,7 +21,7 @@ from soft_teacher.modeling.pseudo_label_quality import (
 from helpers import make_tiny_cfg, run_tool, tiny_semisup_cfg, write_config
 from soft_teacher.engine import load_config
 from soft_teacher.utils.checkpoints import load_detector
-from soft_teacher.utils.measure import sample_dataset_dicts
+from soft_teacher.utils.measure import class_under_ops, format_class_under_ops, sample_dataset_dicts
 
 LOWER_THRESHOLDS = ["SOFT_TEACHER.INITIAL_SCORE_THRESH", "0.0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
 
@@ -170,6 +171,34 @@ def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path):
     assert figures["uncertainty_thresholds"][-1]["candidates"] == figures["candidates"] > 0
     printed = completed.stdout
     assert "precision" in printed and "uncertainty percentiles" in printed and "     0.95" in printed
+    under_ops = figures["class_under_ops"]
+    assert list(under_ops["counts"]) == ["none", "translate_x", "translate_y", "rotate", "shear"]
+    num_classes = len(under_ops["classes"])
+    objects = np.array(under_ops["counts"]["none"]).sum()
+    assert objects > 0 and np.array(under_ops["counts"]["none"]).shape == (num_classes, num_classes + 1)
+    assert "after each geometric op of the student view" in printed and "\nshear " in printed
+
+
+def test_an_op_that_changes_what_the_classifier_sees_is_reported_per_class(tmp_path):
+    """A classifier that names a box by its area: translation keeps every box's area, shear (the enclosing
+    box of the sheared corners) grows it, so only shear moves objects to the other class."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((100, 100, 3), np.uint8))
+    dicts = [{"file_name": str(tmp_path / "a.png"), "annotations": [
+        {"bbox": [40, 40, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}] * 20
+    cfg = make_tiny_cfg()
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 100, 100
+
+    def by_area(image, boxes):
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return np.where(np.abs(area - 400) < 40, 0, 1)
+
+    np.random.seed(0)
+    counts = class_under_ops(by_area, cfg, dicts, num_classes=2, ops=("translate_x", "shear"))
+    assert counts["none"].tolist() == [[20, 0, 0], [0, 0, 0]]
+    assert counts["translate_x"].tolist() == [[20, 0, 0], [0, 0, 0]]
+    assert counts["shear"][0, 1] > 10 and counts["shear"][0].sum() == 20
+    table = format_class_under_ops(counts, ["square", "other"], used_ops=("translate_x",))
+    assert "shear (unused)" in table and "other" in table.splitlines()[-1]
 
 
 def test_the_sample_is_seeded_and_without_replacement(tiny_run):

@@ -11,7 +11,12 @@ the image's annotations moved into that view. Printed (and written with ``--outp
   ``pseudo/precision_at_T``);
 - percentiles of the candidates' box-jitter uncertainty;
 - per uncertainty threshold: the candidates below it, their mean IoU with the best annotation
-  of their class and the share with IoU >= 0.75 (does low uncertainty single out well-localised boxes?).
+  of their class and the share with IoU >= 0.75 (does low uncertainty single out well-localised boxes?);
+- per geometric op of the student view (all four, those the config leaves out marked), per class: the
+  share of annotated objects whose box, moved with the image as a pseudo box is, the detector's box
+  head still gives their class, gives background, or gives another class (which). A pseudo label is
+  made on the teacher view; an op that changes what an object looks like as a class (on the shapes
+  set, shear makes circles elliptic) teaches the student a wrong class.
 
 A Soft Teacher checkpoint is measured through its teacher, a plain detector's as it is.
 
@@ -31,6 +36,7 @@ import torch
 
 import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
 
+from detectron2.data import MetadataCatalog
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
@@ -38,7 +44,13 @@ from soft_teacher.data import UnlabeledDatasetMapper
 from soft_teacher.engine import load_config
 from soft_teacher.modeling.pseudo_label_quality import measure_pseudo_labels
 from soft_teacher.utils.checkpoints import load_detector
-from soft_teacher.utils.measure import format_figures, sample_dataset_dicts
+from soft_teacher.utils.measure import (
+    box_head_classifier,
+    class_under_ops,
+    format_class_under_ops,
+    format_figures,
+    sample_dataset_dicts,
+)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -73,10 +85,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                     st.INITIAL_SCORE_THRESH, st.JITTER_TIMES, st.JITTER_SCALE)
     print(f"Pseudo labels of {args.checkpoint} on {args.dataset}:")
     print(format_figures(figures))
+    class_names = MetadataCatalog.get(args.dataset).thing_classes
+    counts = class_under_ops(box_head_classifier(model), cfg, dataset_dicts, len(class_names))
+    print("\nClass the box head gives each annotated object after each geometric op of the student view:")
+    print(format_class_under_ops(counts, class_names, cfg.INPUT.STRONG_GEOMETRIC_OPS))
     if args.output:
         report = {"config_file": args.config_file, "checkpoint": args.checkpoint, "dataset": args.dataset,
                   "num": args.num, "seed": args.seed, "jitter_times": st.JITTER_TIMES,
-                  "jitter_scale": st.JITTER_SCALE, **figures}
+                  "jitter_scale": st.JITTER_SCALE, **figures,
+                  "class_under_ops": {"classes": list(class_names), "used_ops": list(cfg.INPUT.STRONG_GEOMETRIC_OPS),
+                                      "counts": {op: matrix.tolist() for op, matrix in counts.items()}}}
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)

@@ -1,16 +1,25 @@
-"""Measuring pseudo labels offline: the image sample and the printed table of ``tools/measure_pseudo_labels.py``.
+"""Measuring pseudo labels offline (``tools/measure_pseudo_labels.py``): the image sample, whether the
+student view keeps each object's class, and the printed tables.
 
-The measurement itself is :func:`soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels`.
+The pseudo-label measurement itself is :func:`soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels`.
 """
-from typing import List
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
+import torch
 
 from detectron2.data import DatasetCatalog
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode, Boxes
 
+from soft_teacher.config import GEOMETRIC_OPS
+from soft_teacher.data.mappers import read_image
+from soft_teacher.data.transforms import RandomAffine
+from soft_teacher.modeling.box_head import box_head_predictions
 from soft_teacher.modeling.pseudo_label_quality import require_hidden_annotations
 
-__all__ = ["format_figures", "sample_dataset_dicts"]
+__all__ = ["box_head_classifier", "class_under_ops", "format_class_under_ops", "format_figures",
+           "sample_dataset_dicts"]
 
 
 def sample_dataset_dicts(name: str, num: int, seed: int) -> List[dict]:
@@ -55,4 +64,79 @@ def format_figures(figures: dict) -> str:
         threshold = "all" if row["threshold"] is None else f"{row['threshold']:g}"
         lines.append(f"{threshold:>13} {row['candidates']:>10} {_fmt(row['mean_iou']):>9} "
                      f"{_fmt(row['well_localised_share']):>12}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the student view's classes
+
+Classifier = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def box_head_classifier(detector: torch.nn.Module) -> Classifier:
+    """``classify(image, boxes)``: the class index (``K`` = background) the detector's box head gives each
+    ``(N, 4)`` XYXY box of an ``(H, W, C)`` image in the detector's input format (boxes in its pixel frame)."""
+    def classify(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            images = detector.preprocess_image([{"image": tensor}])
+            features = detector.backbone(images.tensor)
+            box_list = [Boxes(torch.as_tensor(boxes, dtype=torch.float32, device=images.tensor.device))]
+            logits, _ = box_head_predictions(detector.roi_heads, features, box_list)
+        return logits.argmax(dim=1).cpu().numpy()
+    return classify
+
+
+def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], num_classes: int,
+                    ops: Sequence[str] = GEOMETRIC_OPS) -> Dict[str, np.ndarray]:
+    """Does each geometric op of the student view keep an object's class? ``{op: (K, K + 1) counts}``.
+
+    Each image is resized as at test time (``INPUT.MIN_SIZE_TEST``); for ``"none"`` and each op of
+    ``ops`` (drawn with the config's ``INPUT.STRONG_*`` magnitudes, :class:`RandomAffine`), the annotated
+    boxes move with the image as pseudo boxes move into the student view (the box around the moved
+    corners, clipped to the image; objects moved out are left out), and ``classify`` names each box.
+    Row: the annotated class; column: the class given (``K``: background). Draws from ``np.random``.
+    """
+    require_hidden_annotations(dataset_dicts)
+    resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    counts = {op: np.zeros((num_classes, num_classes + 1), dtype=np.int64) for op in ("none", *ops)}
+    for dataset_dict in dataset_dicts:
+        if not dataset_dict["annotations"]:
+            continue
+        image = read_image(dataset_dict["file_name"], cfg.INPUT.FORMAT)
+        resized = resize.get_transform(image)
+        image = resized.apply_image(image)
+        boxes = resized.apply_box(np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                                            for a in dataset_dict["annotations"]], dtype=np.float64))
+        classes = np.array([a["category_id"] for a in dataset_dict["annotations"]])
+        height, width = image.shape[:2]
+        for op in counts:
+            view, moved = image, boxes
+            if op != "none":
+                transform = RandomAffine((op,), translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
+                                         rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG,
+                                         shear_deg=cfg.INPUT.STRONG_SHEAR_DEG).get_transform(image)
+                view, moved = transform.apply_image(image), transform.apply_box(boxes)
+            moved = np.clip(moved, 0, [width, height, width, height])
+            inside = (moved[:, 2] - moved[:, 0] >= 1) & (moved[:, 3] - moved[:, 1] >= 1)
+            if inside.any():
+                np.add.at(counts[op], (classes[inside], classify(view, moved[inside])), 1)
+    return counts
+
+
+def format_class_under_ops(counts: Dict[str, np.ndarray], class_names: Sequence[str],
+                           used_ops: Sequence[str]) -> str:
+    """:func:`class_under_ops` as a table: per op and class, the share named as annotated, as background,
+    and the other class most often given."""
+    lines = [f"{'op':15} {'class':15} {'objects':>8} {'same':>6} {'bg':>6}  most often instead"]
+    for op, matrix in counts.items():
+        label = op if op == "none" or op in used_ops else f"{op} (unused)"
+        for k, name in enumerate(class_names):
+            row = matrix[k]
+            total = row.sum()
+            if not total:
+                continue
+            others = [(row[j], class_names[j]) for j in range(len(class_names)) if j != k]
+            share, other = max(others)
+            lines.append(f"{label:15} {name:15} {total:>8} {row[k] / total:>6.2f} {row[-1] / total:>6.2f}  "
+                         + (f"{other} {share / total:.2f}" if share else "-"))
     return "\n".join(lines)
