@@ -1,7 +1,8 @@
 """The built-in demonstration (``make demo``, ``tools/run_demo.py``): Soft Teacher against its supervised twin.
 
 Two arms, each one ``train_net.py`` process, trained on the shapes set one after the other, each with all
-the CPU threads (or ``parallel`` at once, sharing them): the supervised twin (``configs/shapes/supervised_demo.yaml``) from scratch, and Soft Teacher
+the CPU threads (or ``parallel`` at once, sharing them): the supervised twin
+(``configs/shapes/supervised_demo.yaml``) from scratch, and Soft Teacher
 (``configs/shapes/soft_teacher_demo.yaml``), which branches from the twin at iteration
 B = ``SOFT_TEACHER.BURN_IN_ITERS`` (:mod:`soft_teacher.benchmark.branch_runs`). :func:`run_demo` takes
 four steps: prepare the data, train and evaluate both arms, draw the teacher's pseudo labels
@@ -200,8 +201,8 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
     for run in runs:
         print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
     print(f"    Progress and ETA every minute. Soft Teacher starts from the twin's checkpoint at iteration "
-          f"{burn_in}; its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images "
-          "and are several times slower.", flush=True)
+          f"{burn_in}; its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled "
+          "images and are several times slower.", flush=True)
     tic = time.perf_counter()
     scheduler = Scheduler(runs, output_dir, opts, parallel=parallel,
                           launch=functools.partial(RunProcess, threads=threads))
