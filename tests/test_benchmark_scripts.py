@@ -10,6 +10,7 @@ import os
 import pytest
 
 from helpers import read_metrics, run_tool, write_metrics
+from soft_teacher.engine import ConfigError
 from soft_teacher.benchmark import accuracy, branch_runs
 
 BenchmarkRun = accuracy.BenchmarkRun
@@ -139,6 +140,20 @@ def test_a_branch_starts_from_a_copy_of_its_twins_burn_in_checkpoint(tmp_path):
     [command] = launch.started(SOFT_1)
     assert command[command.index("--config-file") + 1] == SOFT_1.config_file and "--resume" in command
     assert command[command.index("SEED") + 1] == "1" and command[-len(BRANCH_AT_2):] == BRANCH_AT_2
+
+
+def test_a_run_folder_of_another_schedule_is_refused_instead_of_read_or_resumed(tmp_path):
+    output = tmp_path / "out"
+    folder = output / SUP_1.name
+    folder.mkdir(parents=True)
+    saved = SUP_1.run.config(BRANCH_AT_2)
+    saved.SOLVER.MAX_ITER = 800
+    (folder / "config.yaml").write_text(saved.dump())
+    with pytest.raises(ConfigError, match=r"(?s)another config.*SOLVER.MAX_ITER: 800 saved vs 4 now"):
+        branch_runs.Scheduler([SUP_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
+    saved.SOLVER.MAX_ITER = 4
+    (folder / "config.yaml").write_text(saved.dump())
+    assert branch_runs.Scheduler([SUP_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
 
 def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_path):

@@ -6,6 +6,7 @@ import os
 
 import cv2
 import pytest
+import torch
 
 from soft_teacher.data.datasets.shapes import generate_shapes
 from soft_teacher.benchmark import branch_runs, demo
@@ -58,6 +59,7 @@ def test_demo_trains_both_arms_one_after_the_other_and_compares_them_on_the_cpu(
     assert set(results["pseudo_labels"]) == {"precision", "recall", "boxes_per_image"}
     assert results["pseudo_labels"]["boxes_per_image"] >= 0 and 0 <= results["pseudo_labels"]["recall"] <= 1
     assert set(results["seconds"]) == {"data", "train_and_evaluate", "pseudo_labels", "curves", "total"}
+    assert results["parallel"] == 1 and results["torch_threads"] == torch.get_num_threads()
     # The Soft Teacher arm branched: it resumed from a copy of the twin's model_0000001.pth, at iteration 2.
     supervised, soft = os.path.join(output, "supervised"), os.path.join(output, "soft_teacher")
     assert os.path.isfile(os.path.join(soft, "model_0000001.pth"))
@@ -68,6 +70,9 @@ def test_demo_trains_both_arms_one_after_the_other_and_compares_them_on_the_cpu(
     assert cv2.imread(os.path.join(output, "training_curves.png")) is not None
     assert len(os.listdir(os.path.join(output, "pseudo_labels"))) == 2  # one picture per unlabeled image
     assert os.path.isfile(os.path.join(supervised, "model_final.pth"))
+    # One after the other: the branch copied its checkpoint after the twin had finished.
+    assert os.path.getmtime(os.path.join(supervised, "model_final.pth")) <= os.path.getmtime(
+        os.path.join(soft, "model_0000001.pth"))
     for line in ("teacher", "student", "supervised", "teacher - supervised", "student - supervised",
                  "precision", "recall", "boxes per image", os.path.join(output, "pseudo_labels.png"),
                  os.path.join(output, "training_curves.png")):
@@ -89,9 +94,11 @@ def test_a_failed_arm_is_an_error_naming_its_log(tmp_path, monkeypatch):
     assert soft_line.endswith(f"Read {tmp_path}/supervised/stdout.log (the trainer's log.txt is beside it).")
 
 
-def test_training_no_arm_at_a_time_is_refused_before_training(tmp_path):
-    with pytest.raises(ConfigError, match="at least one arm at a time, not 0"):
-        demo.run_demo(str(tmp_path), parallel=0)
+@pytest.mark.parametrize("setting, message", [({"parallel": 0}, "at least one arm at a time, not 0"),
+                                              ({"threads": -1}, "at least one CPU thread, not -1")])
+def test_no_arm_at_a_time_or_no_thread_is_refused_before_training(setting, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        demo.run_demo(str(tmp_path), **setting)
     assert not os.listdir(tmp_path)
 
 

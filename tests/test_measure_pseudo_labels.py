@@ -180,25 +180,46 @@ def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path):
 
 
 def test_an_op_that_changes_what_the_classifier_sees_is_reported_per_class(tmp_path):
-    """A classifier that names a box by its area: translation keeps every box's area, shear (the enclosing
-    box of the sheared corners) grows it, so only shear moves objects to the other class."""
-    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((100, 100, 3), np.uint8))
+    """A 50 px image with a bright 10 px square, measured at 100 px: a classifier that names a box 0 when it
+    sits on a bright square of the unwarped size (area 400 after the resize) and 1 otherwise sees class 0
+    only if the boxes are resized and moved with the image; translation keeps it, shear (the box around the
+    sheared corners grows, and the square turns into a parallelogram) does not."""
+    image = np.zeros((50, 50, 3), np.uint8)
+    image[20:30, 20:30] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), image)
     dicts = [{"file_name": str(tmp_path / "a.png"), "annotations": [
-        {"bbox": [40, 40, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}] * 20
+        {"bbox": [20, 20, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}] * 20
     cfg = make_tiny_cfg()
     cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 100, 100
 
-    def by_area(image, boxes):
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return np.where(np.abs(area - 400) < 40, 0, 1)
+    def bright_square(view, boxes):
+        names = []
+        for x0, y0, x1, y1 in boxes.round().astype(int):
+            inside = view[y0:y1, x0:x1]
+            area_kept = abs((x1 - x0) * (y1 - y0) - 400) < 40
+            names.append(0 if area_kept and inside.size and inside.mean() > 200 else 1)
+        return np.array(names)
 
     np.random.seed(0)
-    counts = class_under_ops(by_area, cfg, dicts, num_classes=2, ops=("translate_x", "shear"))
+    counts = class_under_ops(bright_square, cfg, dicts, num_classes=2, ops=("translate_x", "shear"))
     assert counts["none"].tolist() == [[20, 0, 0], [0, 0, 0]]
     assert counts["translate_x"].tolist() == [[20, 0, 0], [0, 0, 0]]
     assert counts["shear"][0, 1] > 10 and counts["shear"][0].sum() == 20
     table = format_class_under_ops(counts, ["square", "other"], used_ops=("translate_x",))
     assert "shear (unused)" in table and "other" in table.splitlines()[-1]
+
+
+def test_an_object_of_a_class_the_model_lacks_is_an_error(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((50, 50, 3), np.uint8))
+    dicts = [{"file_name": str(tmp_path / "a.png"), "annotations": [
+        {"bbox": [20, 20, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 3}]}]
+    with pytest.raises(ValueError, match="object of class 3, but the model has 2 classes"):
+        class_under_ops(lambda view, boxes: np.zeros(len(boxes), int), make_tiny_cfg(), dicts, num_classes=2)
+
+
+def test_a_one_class_table_names_no_other_class():
+    table = format_class_under_ops({"none": np.array([[3, 1]])}, ["square"], used_ops=())
+    assert table.splitlines()[-1].split() == ["none", "square", "4", "0.75", "0.25", "-"]
 
 
 def test_the_sample_is_seeded_and_without_replacement(tiny_run):

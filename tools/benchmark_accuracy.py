@@ -84,7 +84,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     # A terminated benchmark stops its runs (Scheduler.run's cleanup) instead of leaving them orphaned.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    results = run_benchmark(runs, args.output, args.opts, args.parallel, args.benchmarks_md, command)
+    try:
+        results = run_benchmark(runs, args.output, args.opts, args.parallel, args.benchmarks_md, command)
+    except ConfigError as err:  # e.g. a run folder of another config
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0 if all(run["box_ap"] is not None for run in results["runs"].values()) else 1
 
 

@@ -85,8 +85,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                     st.INITIAL_SCORE_THRESH, st.JITTER_TIMES, st.JITTER_SCALE)
     print(f"Pseudo labels of {args.checkpoint} on {args.dataset}:")
     print(format_figures(figures))
-    class_names = MetadataCatalog.get(args.dataset).thing_classes
-    counts = class_under_ops(box_head_classifier(model), cfg, dataset_dicts, len(class_names))
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    class_names = MetadataCatalog.get(args.dataset).get("thing_classes", None)
+    if class_names is None or len(class_names) != num_classes:  # the model's classes are what it names
+        class_names = [f"class {k}" for k in range(num_classes)]
+    try:
+        counts = class_under_ops(box_head_classifier(model), cfg, dataset_dicts, num_classes)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print("\nClass the box head gives each annotated object after each geometric op of the student view:")
     print(format_class_under_ops(counts, class_names, cfg.INPUT.STRONG_GEOMETRIC_OPS))
     if args.output:

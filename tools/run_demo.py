@@ -57,8 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="the supervised twin's config (default: configs/shapes/supervised_demo.yaml)")
     parser.add_argument("--num-pictures", type=int, default=4, help="unlabeled images in pseudo_labels.png")
     parser.add_argument("--parallel", type=int, default=1,
-                        help="arms trained at once (default 1: one after the other, which was the fastest on "
-                             "2 cores, BENCHMARKS.md)")
+                        help="arms trained at once, 1 or 2 (default 1: one after the other, which was the "
+                             "fastest on 2 cores, BENCHMARKS.md)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of each arm's process (default: torch's, shared among the arms at once)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],

@@ -30,14 +30,16 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import yaml
 
-from soft_teacher.engine import load_config
+from soft_teacher.engine import ConfigError, load_config
 from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
 
 __all__ = [
-    "PSEUDO_WINDOW", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler", "ap_curve",
-    "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name", "final_box_ap",
-    "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats", "start_branch",
+    "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler",
+    "ap_curve", "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name",
+    "final_box_ap", "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats",
+    "saved_config_differences", "start_branch",
 ]
 
 # The checkout's train_net.py, which each run's process executes.
@@ -52,6 +54,10 @@ SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_I
 SHARED_KEYS = tuple(f"SOLVER.{key}" for key in SHARED_SOLVER_KEYS) + (
     "DATASETS.TRAIN", "INPUT", "MODEL.BACKBONE", "MODEL.RESNETS", "MODEL.FPN", "MODEL.ANCHOR_GENERATOR",
     "MODEL.RPN", "MODEL.ROI_HEADS", "MODEL.ROI_BOX_HEAD", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD")
+# Keys on which a run folder's saved config.yaml must agree with the run's config before the folder is read as
+# finished or resumed: a folder of another schedule, data or seed would otherwise pass for this run.
+RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER.BURN_IN_ITERS",
+               "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
 STATUS_SECONDS = 60
@@ -168,6 +174,28 @@ def _get(cfg, dotted_key: str):
     return cfg
 
 
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def saved_config_differences(output_dir: str, cfg) -> List[str]:
+    """``"KEY: saved vs now"`` for each :data:`RESUME_KEYS` on which ``output_dir/config.yaml`` (what
+    ``train_net.py`` saved when it started there) differs from ``cfg``; none without that file."""
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        saved = yaml.safe_load(f) or {}
+    differences = []
+    for key in RESUME_KEYS:
+        value = saved
+        for name in key.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        if _plain(value) != _plain(_get(cfg, key)):
+            differences.append(f"{key}: {value} saved vs {_get(cfg, key)} now")
+    return differences
+
+
 def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
     """Why a run could not branch from its twin, one line each (none: all can).
 
@@ -273,6 +301,9 @@ class Scheduler:
         parallel: processes at once (spread over the GPUs when there are several).
         launch: starts one process, ``launch(command, output_dir, gpu)``; default :class:`RunProcess`.
         train_net: the script each process runs.
+
+    Raises:
+        ConfigError: a run's folder holds a run of another config (:func:`saved_config_differences`).
     """
 
     def __init__(self, runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
@@ -286,6 +317,11 @@ class Scheduler:
         self.status: Dict[str, dict] = {}
         self.running: Dict[Run, Running] = {}
         self.todo: List[Run] = []
+        stale = [f"{self.folder(run)} ({'; '.join(differences)})" for run in runs
+                 for differences in [saved_config_differences(self.folder(run), self.configs[run.name])] if differences]
+        if stale:
+            raise ConfigError("these run folders hold runs of another config, which would be read or resumed as "
+                              "this one: delete them or choose another output folder.\n  " + "\n  ".join(stale))
         for run in sorted(runs, key=lambda r: r.twin is not None):
             if final_box_ap(self.folder(run), self.max_iter(run)) is not None:
                 self.status[run.name] = {"state": "finished earlier"}

@@ -32,6 +32,7 @@ from .branch_runs import (
     RunProcess,
     Scheduler,
     branch_problems,
+    checkpoint_name,
     final_evaluation,
     pseudo_label_stats,
 )
@@ -133,7 +134,7 @@ def format_ap(figures: Dict[str, Optional[float]]) -> str:
 
 def summary_lines(results: Dict) -> List[str]:
     threads, parallel = results["torch_threads"], results["parallel"]
-    how = "one after the other" if parallel == 1 else f"{parallel} at once"
+    how = "one after the other" if parallel == 1 else "side by side"
     lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min (two train_net.py processes {how}, "
              f"{threads} CPU thread{'s' if threads > 1 else ''} each, device {results['device']}).",
              f"Box AP on {', '.join(results['test_sets'])} after {results['max_iter']} iterations (Soft Teacher "
@@ -172,6 +173,9 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
     start = time.perf_counter()
     if parallel < 1:
         raise ConfigError(f"the demo trains at least one arm at a time, not {parallel}.")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"each arm needs at least one CPU thread, not {threads}.")
+    parallel = min(parallel, len(ARM_LABELS))
     threads = threads or max(1, torch.get_num_threads() // parallel)
     torch.set_num_threads(threads)
     seconds = {}
@@ -194,14 +198,14 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
     seconds["data"] = time.perf_counter() - tic
 
     burn_in, max_iter = soft_cfg.SOFT_TEACHER.BURN_IN_ITERS, soft_cfg.SOLVER.MAX_ITER
-    how = "one after the other" if parallel == 1 else f"{parallel} at once"
+    how = "one after the other" if parallel == 1 else "side by side"
     announce(2, f"Training the supervised twin from scratch and Soft Teacher from its iteration-{burn_in} "
                 f"checkpoint ({how}, {threads} CPU thread{'s' if threads > 1 else ''} each) to {max_iter} "
                 f"iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST)}")
     for run in runs:
         print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
-    print(f"    Progress and ETA every minute. Soft Teacher starts from the twin's checkpoint at iteration "
-          f"{burn_in}; its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled "
+    print(f"    Progress and ETA every minute. Soft Teacher starts from the twin's checkpoint "
+          f"{checkpoint_name(burn_in - 1)}; its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled "
           "images and are several times slower.", flush=True)
     tic = time.perf_counter()
     scheduler = Scheduler(runs, output_dir, opts, parallel=parallel,

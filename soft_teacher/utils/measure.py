@@ -95,6 +95,9 @@ def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], nu
     boxes move with the image as pseudo boxes move into the student view (the box around the moved
     corners, clipped to the image; objects moved out are left out), and ``classify`` names each box.
     Row: the annotated class; column: the class given (``K``: background). Draws from ``np.random``.
+
+    Raises:
+        ValueError: an annotation's class is not one of the model's ``num_classes``.
     """
     require_hidden_annotations(dataset_dicts)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
@@ -108,6 +111,9 @@ def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], nu
         boxes = resized.apply_box(np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
                                             for a in dataset_dict["annotations"]], dtype=np.float64))
         classes = np.array([a["category_id"] for a in dataset_dict["annotations"]])
+        if classes.max() >= num_classes:
+            raise ValueError(f"{dataset_dict['file_name']} has an object of class {classes.max()}, but the model "
+                             f"has {num_classes} classes: measure on a dataset of the model's classes.")
         height, width = image.shape[:2]
         for op in counts:
             view, moved = image, boxes
@@ -136,7 +142,7 @@ def format_class_under_ops(counts: Dict[str, np.ndarray], class_names: Sequence[
             if not total:
                 continue
             others = [(row[j], class_names[j]) for j in range(len(class_names)) if j != k]
-            share, other = max(others)
+            share, other = max(others, default=(0, "-"))
             lines.append(f"{label:15} {name:15} {total:>8} {row[k] / total:>6.2f} {row[-1] / total:>6.2f}  "
                          + (f"{other} {share / total:.2f}" if share else "-"))
     return "\n".join(lines)
