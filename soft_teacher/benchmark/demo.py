@@ -205,8 +205,8 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
     for run in runs:
         print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
     print(f"    Progress and ETA every minute. Soft Teacher starts from the twin's checkpoint "
-          f"{checkpoint_name(burn_in - 1)}; its iterations also run the teacher on {soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled "
-          "images and are several times slower.", flush=True)
+          f"{checkpoint_name(burn_in - 1)}; its iterations also run the teacher on "
+          f"{soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images and are several times slower.", flush=True)
     tic = time.perf_counter()
     scheduler = Scheduler(runs, output_dir, opts, parallel=parallel,
                           launch=functools.partial(RunProcess, threads=threads))
