@@ -132,9 +132,13 @@ def format_ap(figures: Dict[str, Optional[float]]) -> str:
     return "  ".join(f"{key} {_figure(figures.get(key))}" for key in PRINTED_FIELDS)
 
 
+def arrangement(parallel: int) -> str:
+    """How the two arms' processes share the machine, in words."""
+    return "one after the other" if parallel == 1 else "side by side"
+
+
 def summary_lines(results: Dict) -> List[str]:
-    threads, parallel = results["torch_threads"], results["parallel"]
-    how = "one after the other" if parallel == 1 else "side by side"
+    threads, how = results["torch_threads"], arrangement(results["parallel"])
     lines = [f"Demo finished in {results['seconds']['total'] / 60:.1f} min (two train_net.py processes {how}, "
              f"{threads} CPU thread{'s' if threads > 1 else ''} each, device {results['device']}).",
              f"Box AP on {', '.join(results['test_sets'])} after {results['max_iter']} iterations (Soft Teacher "
@@ -198,10 +202,9 @@ def run_demo(output_dir: str, opts: Sequence[str] = (), num_pictures: int = 4, t
     seconds["data"] = time.perf_counter() - tic
 
     burn_in, max_iter = soft_cfg.SOFT_TEACHER.BURN_IN_ITERS, soft_cfg.SOLVER.MAX_ITER
-    how = "one after the other" if parallel == 1 else "side by side"
     announce(2, f"Training the supervised twin from scratch and Soft Teacher from its iteration-{burn_in} "
-                f"checkpoint ({how}, {threads} CPU thread{'s' if threads > 1 else ''} each) to {max_iter} "
-                f"iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST)}")
+                f"checkpoint ({arrangement(parallel)}, {threads} CPU thread{'s' if threads > 1 else ''} each) to "
+                f"{max_iter} iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST)}")
     for run in runs:
         print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
     print(f"    Progress and ETA every minute. Soft Teacher starts from the twin's checkpoint "

@@ -102,6 +102,9 @@ def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], nu
     require_hidden_annotations(dataset_dicts)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     counts = {op: np.zeros((num_classes, num_classes + 1), dtype=np.int64) for op in ("none", *ops)}
+    augmentations = {op: RandomAffine((op,), translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
+                                      rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG, shear_deg=cfg.INPUT.STRONG_SHEAR_DEG)
+                     for op in ops}
     for dataset_dict in dataset_dicts:
         if not dataset_dict["annotations"]:
             continue
@@ -118,9 +121,7 @@ def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], nu
         for op in counts:
             view, moved = image, boxes
             if op != "none":
-                transform = RandomAffine((op,), translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
-                                         rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG,
-                                         shear_deg=cfg.INPUT.STRONG_SHEAR_DEG).get_transform(image)
+                transform = augmentations[op].get_transform(image)
                 view, moved = transform.apply_image(image), transform.apply_box(boxes)
             moved = np.clip(moved, 0, [width, height, width, height])
             inside = (moved[:, 2] - moved[:, 0] >= 1) & (moved[:, 3] - moved[:, 1] >= 1)
