@@ -16,7 +16,7 @@ Views (``build_view_augmentations``), each drawing its own randomness:
 import copy
 import logging
 import multiprocessing
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -41,6 +41,7 @@ from .transforms import (
 __all__ = [
     "VIEWS",
     "read_image",
+    "strong_affine",
     "build_view_augmentations",
     "make_view",
     "LabeledDatasetMapper",
@@ -71,6 +72,14 @@ def read_image(file_name: str, image_format: str) -> np.ndarray:
     return image if conversion is None else cv2.cvtColor(image, conversion)
 
 
+def strong_affine(cfg, ops: Optional[Sequence[str]] = None) -> RandomAffine:
+    """The student view's geometric augmentation: one of ``ops`` (default ``INPUT.STRONG_GEOMETRIC_OPS``)
+    with the config's ``INPUT.STRONG_*`` magnitudes."""
+    return RandomAffine(cfg.INPUT.STRONG_GEOMETRIC_OPS if ops is None else ops,
+                        translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC, rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG,
+                        shear_deg=cfg.INPUT.STRONG_SHEAR_DEG)
+
+
 def build_view_augmentations(cfg, view: str) -> List[T.Augmentation]:
     """The augmentations of a training view ("labeled", "teacher" or "student"), from the config.
 
@@ -87,8 +96,7 @@ def build_view_augmentations(cfg, view: str) -> List[T.Augmentation]:
     if view in ("labeled", "student") and len(cfg.INPUT.PHOTOMETRIC_OPS):
         strong.append(RandomPhotometric(cfg.INPUT.PHOTOMETRIC_OPS, image_format=cfg.INPUT.FORMAT))
     if view == "student" and len(cfg.INPUT.STRONG_GEOMETRIC_OPS):
-        strong.append(RandomAffine(cfg.INPUT.STRONG_GEOMETRIC_OPS, translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
-                                   rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG, shear_deg=cfg.INPUT.STRONG_SHEAR_DEG))
+        strong.append(strong_affine(cfg))
     if len(strong) > 1:  # the reference's ShuffledSequential: the two ops in a random order per image
         augs.append(RandomOrder(strong))
     else:

@@ -13,8 +13,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode, Boxes
 
 from soft_teacher.config import GEOMETRIC_OPS
-from soft_teacher.data.mappers import read_image
-from soft_teacher.data.transforms import RandomAffine
+from soft_teacher.data.mappers import read_image, strong_affine
 from soft_teacher.modeling.box_head import box_head_predictions
 from soft_teacher.modeling.pseudo_label_quality import require_hidden_annotations
 
@@ -91,7 +90,7 @@ def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], nu
     """Does each geometric op of the student view keep an object's class? ``{op: (K, K + 1) counts}``.
 
     Each image is resized as at test time (``INPUT.MIN_SIZE_TEST``); for ``"none"`` and each op of
-    ``ops`` (drawn with the config's ``INPUT.STRONG_*`` magnitudes, :class:`RandomAffine`), the annotated
+    ``ops`` (drawn with the config's ``INPUT.STRONG_*`` magnitudes, :func:`strong_affine`), the annotated
     boxes move with the image as pseudo boxes move into the student view (the box around the moved
     corners, clipped to the image; objects moved out are left out), and ``classify`` names each box.
     Row: the annotated class; column: the class given (``K``: background). Draws from ``np.random``.
@@ -102,9 +101,7 @@ def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], nu
     require_hidden_annotations(dataset_dicts)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     counts = {op: np.zeros((num_classes, num_classes + 1), dtype=np.int64) for op in ("none", *ops)}
-    augmentations = {op: RandomAffine((op,), translate_frac=cfg.INPUT.STRONG_TRANSLATE_FRAC,
-                                      rotate_deg=cfg.INPUT.STRONG_ROTATE_DEG, shear_deg=cfg.INPUT.STRONG_SHEAR_DEG)
-                     for op in ops}
+    augmentations = {op: strong_affine(cfg, (op,)) for op in ops}
     for dataset_dict in dataset_dicts:
         if not dataset_dict["annotations"]:
             continue
