@@ -72,6 +72,31 @@ def test_figures_of_hand_built_boxes():
     assert [row["threshold"] for row in above_07["score_thresholds"]] == [0.7, 0.8, 0.9, 0.95]
 
 
+def test_false_pseudo_boxes_are_split_by_cause_and_wrong_classes_counted_by_pair():
+    annotations = [instances([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1])]
+    candidates = [instances(
+        [[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30], [20, 20, 30, 45], [35, 35, 39, 39]],
+        [0, 0, 0, 1, 1],  # true; duplicate; class 1 named 0 (IoU 1); class 1 at IoU 0.4; on nothing
+        scores=[0.97, 0.92, 0.85, 0.75, 0.65],
+        uncertainty=[0.03] * 5,
+    )]
+    figures = pseudo_label_figures(candidates, annotations, initial_score_thresh=0.5, cls_thresh=0.8)
+    rows = {row["threshold"]: row["false_positives"] for row in figures["score_thresholds"]}
+    assert rows[0.5] == {"duplicate": 1, "wrong_class": 1, "mislocated": 1, "background": 1}
+    assert rows[0.8] == {"duplicate": 1, "wrong_class": 1, "mislocated": 0, "background": 0}
+    assert rows[0.95] == {"duplicate": 0, "wrong_class": 0, "mislocated": 0, "background": 0}
+    assert figures["confusion_thresh"] == 0.8
+    assert figures["confusions"] == [{"annotated_class": 1, "pseudo_class": 0, "boxes": 1}]
+    above_09 = pseudo_label_figures(candidates, annotations, initial_score_thresh=0.5, cls_thresh=0.9)
+    assert above_09["confusions"] == []
+
+
+def test_false_pseudo_boxes_on_an_image_without_annotations_are_background():
+    figures = pseudo_label_figures([instances([[0, 0, 5, 5]], [0], scores=[0.9], uncertainty=[0.03])],
+                                   [instances([], [])])
+    assert figures["score_thresholds"][0]["false_positives"]["background"] == 1
+
+
 def test_figures_without_candidates_leave_ratios_undefined():
     figures = pseudo_label_figures([instances([], [], scores=[], uncertainty=[])], [instances([[0, 0, 5, 5]], [0])])
     assert all(row["precision"] is None and row["recall"] == 0 for row in figures["score_thresholds"])
@@ -169,8 +194,13 @@ def test_command_line_measures_the_unlabeled_split(tiny_run, tmp_path):
     assert recalls == sorted(recalls, reverse=True)
     assert [row["threshold"] for row in figures["uncertainty_thresholds"]] == [0.02, 0.03, 0.04, 0.05, None]
     assert figures["uncertainty_thresholds"][-1]["candidates"] == figures["candidates"] > 0
+    for row in rows:  # every box is true or has one cause
+        assert row["true_positives"] + sum(row["false_positives"].values()) == row["boxes"]
     printed = completed.stdout
     assert "precision" in printed and "uncertainty percentiles" in printed and "     0.95" in printed
+    assert "wrong class" in printed
+    assert figures["confusion_thresh"] == load_config(config_file).SOFT_TEACHER.CLS_PSEUDO_THRESH
+    assert f"wrong-class pseudo boxes at score >= {figures['confusion_thresh']:g}" in printed
     under_ops = figures["class_under_ops"]
     assert list(under_ops["counts"]) == ["none", "translate_x", "translate_y", "rotate", "shear"]
     num_classes = len(under_ops["classes"])

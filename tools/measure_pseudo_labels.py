@@ -82,13 +82,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     seed_all_rng(args.seed)
     st = cfg.SOFT_TEACHER
     figures = measure_pseudo_labels(model, UnlabeledDatasetMapper(cfg, is_train=True), dataset_dicts,
-                                    st.INITIAL_SCORE_THRESH, st.JITTER_TIMES, st.JITTER_SCALE)
-    print(f"Pseudo labels of {args.checkpoint} on {args.dataset}:")
-    print(format_figures(figures))
+                                    st.INITIAL_SCORE_THRESH, st.JITTER_TIMES, st.JITTER_SCALE, st.CLS_PSEUDO_THRESH)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     class_names = MetadataCatalog.get(args.dataset).get("thing_classes", None)
     if class_names is None or len(class_names) != num_classes:  # the model's classes are what it names
         class_names = [f"class {k}" for k in range(num_classes)]
+    print(f"Pseudo labels of {args.checkpoint} on {args.dataset}:")
+    print(format_figures(figures, class_names))
     try:
         counts = class_under_ops(box_head_classifier(model), cfg, dataset_dicts, num_classes)
     except ValueError as err:

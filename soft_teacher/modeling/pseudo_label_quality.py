@@ -21,6 +21,7 @@ threshold. Offline, :func:`measure_pseudo_labels` (``tools/measure_pseudo_labels
 figures for a checkpoint over a sample of unlabeled images.
 """
 import math
+from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -152,6 +153,40 @@ MEASURE_SCORE_GRID = SCORE_GRID + (0.95,)
 MEASURE_PERCENTILES = (10, 25, 50, 75, 90)
 UNCERTAINTY_GRID = (0.02, 0.03, 0.04, 0.05, None)  # None: every candidate
 WELL_LOCALISED_IOU = 0.75
+# Why a pseudo box is false, checked in this order (see :func:`false_positive_causes`).
+FALSE_POSITIVE_CAUSES = ("duplicate", "wrong_class", "mislocated", "background")
+MISLOCATED_IOU = 0.1  # a false box overlapping an annotation at least this much sits on an object
+
+
+def false_positive_causes(pseudo_labels: Instances, annotations: Instances, matched: torch.Tensor):
+    """Why each pseudo box of one image that is not ``matched`` is false (both in the same frame).
+
+    Returns ``(causes, annotated_classes)``, both ``(P,)`` int64: ``causes`` indexes
+    :data:`FALSE_POSITIVE_CAUSES` (-1 for a true positive): ``duplicate``, a same-class annotation at
+    IoU >= 0.5 that a higher-scoring box took; ``wrong_class``, an annotation of another class at
+    IoU >= 0.5 (the box is on an object and names it wrongly); ``mislocated``, the best IoU with any
+    annotation in [0.1, 0.5); ``background``, below 0.1. ``annotated_classes`` is the class of the
+    best-overlapping annotation where the cause is ``wrong_class``, -1 elsewhere.
+    """
+    count = len(pseudo_labels)
+    causes = torch.full((count,), -1, dtype=torch.int64)
+    annotated_classes = torch.full((count,), -1, dtype=torch.int64)
+    if not count:
+        return causes, annotated_classes
+    if not len(annotations):
+        causes[~matched] = FALSE_POSITIVE_CAUSES.index("background")
+        return causes, annotated_classes
+    iou = pairwise_iou(pseudo_labels.gt_boxes, annotations.gt_boxes)
+    best_iou, best = iou.max(dim=1)
+    same_class_best = same_class_iou(pseudo_labels, annotations).max(dim=1).values
+    for cause, condition in zip(FALSE_POSITIVE_CAUSES, (
+        same_class_best >= MATCH_IOU, best_iou >= MATCH_IOU, best_iou >= MISLOCATED_IOU, best_iou >= 0,
+    )):
+        newly = ~matched & (causes < 0) & condition
+        causes[newly] = FALSE_POSITIVE_CAUSES.index(cause)
+    wrong_class = causes == FALSE_POSITIVE_CAUSES.index("wrong_class")
+    annotated_classes[wrong_class] = annotations.gt_classes[best[wrong_class]]
+    return causes, annotated_classes
 
 
 def _ratio(numerator: float, denominator: float) -> Optional[float]:
@@ -170,12 +205,18 @@ def require_hidden_annotations(dataset_dicts: Sequence[dict], dataset_name: str 
 
 
 def pseudo_label_figures(
-    candidates: Sequence[Instances], annotations: Sequence[Instances], initial_score_thresh: float = 0.0
+    candidates: Sequence[Instances],
+    annotations: Sequence[Instances],
+    initial_score_thresh: float = 0.0,
+    cls_thresh: Optional[float] = None,
 ) -> Dict:
     """JSON-ready quality figures of candidate pseudo boxes against annotations in the same frame.
 
     ``score_thresholds`` gives, per threshold of :data:`MEASURE_SCORE_GRID` not below
-    ``initial_score_thresh``, the candidates' precision and recall. ``uncertainty_thresholds`` gives,
+    ``initial_score_thresh``, the candidates' precision and recall, and ``false_positives``, how many
+    of the false ones have each cause of :data:`FALSE_POSITIVE_CAUSES`. ``confusions`` lists the
+    ``wrong_class`` boxes scoring >= ``cls_thresh`` (default ``initial_score_thresh``) by pair of
+    annotated and pseudo class, most frequent first. ``uncertainty_thresholds`` gives,
     per threshold ``U`` of :data:`UNCERTAINTY_GRID`, the candidates with uncertainty < ``U``, their
     mean IoU with the best same-class annotation (matched or not) and the share of them at or above
     :data:`WELL_LOCALISED_IOU`: whether low uncertainty singles out well-localised boxes. A ratio
@@ -187,7 +228,12 @@ def pseudo_label_figures(
     empty = torch.zeros(0)
     scores = torch.cat([c.scores.float() for c in cpu]) if cpu else empty
     uncertainty = torch.cat([c.uncertainty.float() for c in cpu]) if cpu else empty
-    matched = torch.cat([true_positive_mask(c, a) for c, a in zip(cpu, anns)]) if cpu else empty.bool()
+    matched_per_image = [true_positive_mask(c, a) for c, a in zip(cpu, anns)]
+    matched = torch.cat(matched_per_image) if cpu else empty.bool()
+    causes_per_image = [false_positive_causes(c, a, m) for c, a, m in zip(cpu, anns, matched_per_image)]
+    causes = torch.cat([c for c, _ in causes_per_image]) if cpu else empty.long()
+    annotated_classes = torch.cat([k for _, k in causes_per_image]) if cpu else empty.long()
+    pseudo_classes = torch.cat([c.gt_classes for c in cpu]) if cpu else empty.long()
     best_iou = torch.cat([
         same_class_iou(c, a).max(dim=1).values if len(a) else torch.zeros(len(c)) for c, a in zip(cpu, anns)
     ]) if cpu else empty
@@ -205,7 +251,13 @@ def pseudo_label_figures(
             "true_positives": true_positives,
             "precision": _ratio(true_positives, boxes),
             "recall": _ratio(true_positives, num_annotations),
+            "false_positives": {cause: int((above & (causes == index)).sum())
+                                for index, cause in enumerate(FALSE_POSITIVE_CAUSES)},
         })
+    confusion_thresh = initial_score_thresh if cls_thresh is None else cls_thresh
+    confused = (scores >= confusion_thresh) & (causes == FALSE_POSITIVE_CAUSES.index("wrong_class"))
+    pairs = Counter(zip(annotated_classes[confused].tolist(), pseudo_classes[confused].tolist()))
+    confusions = [{"annotated_class": a, "pseudo_class": p, "boxes": n} for (a, p), n in pairs.most_common()]
     uncertainty_rows = []
     for u in UNCERTAINTY_GRID:
         below = uncertainty < u if u is not None else torch.ones_like(uncertainty, dtype=torch.bool)
@@ -224,6 +276,8 @@ def pseudo_label_figures(
         "candidates": len(scores),
         "initial_score_thresh": initial_score_thresh,
         "score_thresholds": score_rows,
+        "confusion_thresh": confusion_thresh,
+        "confusions": confusions,
         "uncertainty_percentiles": percentiles,
         "uncertainty_thresholds": uncertainty_rows,
     }
@@ -237,6 +291,7 @@ def measure_pseudo_labels(
     score_thresh: float,
     jitter_times: int,
     jitter_scale: float,
+    cls_thresh: Optional[float] = None,
 ) -> Dict:
     """:func:`pseudo_label_figures` of a detector's pseudo labels on annotated images, as training makes them.
 
@@ -259,6 +314,6 @@ def measure_pseudo_labels(
         matrix = torch.as_tensor(teacher_view["transform_matrix"]).cpu()
         annotations.append(instances_to_view(views["hidden_instances"].to("cpu"), matrix, labels.image_size))
         candidates.append(labels)
-    figures = pseudo_label_figures(candidates, annotations, score_thresh)
+    figures = pseudo_label_figures(candidates, annotations, score_thresh, cls_thresh)
     figures["skipped_images"] = skipped
     return figures

@@ -15,7 +15,7 @@ from detectron2.structures import BoxMode, Boxes
 from soft_teacher.config import GEOMETRIC_OPS
 from soft_teacher.data.mappers import read_image, strong_affine
 from soft_teacher.modeling.box_head import box_head_predictions
-from soft_teacher.modeling.pseudo_label_quality import require_hidden_annotations
+from soft_teacher.modeling.pseudo_label_quality import FALSE_POSITIVE_CAUSES, require_hidden_annotations
 
 __all__ = ["box_head_classifier", "class_under_ops", "format_class_under_ops", "format_figures",
            "sample_dataset_dicts"]
@@ -44,18 +44,32 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def format_figures(figures: dict) -> str:
-    """The figures of ``measure_pseudo_labels`` as a readable table."""
+def format_figures(figures: dict, class_names: Sequence[str], most_confused: int = 6) -> str:
+    """The figures of ``measure_pseudo_labels`` as readable tables.
+
+    The score table splits each row's boxes into the true share (precision) and the share of each
+    false-positive cause; then come the ``most_confused`` most frequent wrong-class pairs.
+    """
+    causes = [cause.replace("_", " ") for cause in FALSE_POSITIVE_CAUSES]
     lines = [
         f"{figures['images']} images ({figures['skipped_images']} unreadable skipped), "
         f"{figures['annotations']} annotations, {figures['candidates']} candidate pseudo boxes "
         f"(score >= {figures['initial_score_thresh']:g})",
         "",
-        f"{'score >=':>9} {'boxes/image':>12} {'precision':>10} {'recall':>8}",
+        f"{'score >=':>9} {'boxes/image':>12} {'precision':>10} {'recall':>8}   false boxes' share: "
+        + " ".join(f"{cause:>11}" for cause in causes),
     ]
     for row in figures["score_thresholds"]:
+        shares = [row["false_positives"][cause] / row["boxes"] if row["boxes"] else None
+                  for cause in FALSE_POSITIVE_CAUSES]
         lines.append(f"{row['threshold']:>9g} {_fmt(row['boxes_per_image'], 2):>12} "
-                     f"{_fmt(row['precision']):>10} {_fmt(row['recall']):>8}")
+                     f"{_fmt(row['precision']):>10} {_fmt(row['recall']):>8}   {'':20}"
+                     + " ".join(f"{_fmt(share):>11}" for share in shares))
+    confusions = figures["confusions"][:most_confused]
+    pairs = ", ".join(f"{class_names[c['annotated_class']]} named {class_names[c['pseudo_class']]} {c['boxes']}"
+                      for c in confusions)
+    lines += ["", f"wrong-class pseudo boxes at score >= {figures['confusion_thresh']:g}, most frequent: "
+              + (pairs or "none")]
     percentiles = figures["uncertainty_percentiles"]
     lines += ["", "uncertainty percentiles: " + "  ".join(f"{k} {_fmt(v, 4)}" for k, v in percentiles.items()), ""]
     lines.append(f"{'uncertainty <':>13} {'candidates':>10} {'mean IoU':>9} {'IoU >= 0.75':>12}")
