@@ -14,6 +14,9 @@ from detectron2.config import get_cfg as _get_detectron2_cfg
 
 EVAL_MODELS = ("teacher", "student", "both")
 UNSUP_LOSSES = ("rpn", "roi_cls", "roi_reg")
+# "roi_objectness": the ROI classification loss with the pseudo boxes' classes dropped (an ablation; see
+# modeling/unsup_losses.py soft_weighted_cls_loss), in place of "roi_cls".
+UNSUP_LOSS_NAMES = UNSUP_LOSSES + ("roi_objectness",)
 PHOTOMETRIC_OPS = (
     "identity", "autocontrast", "equalize", "solarize", "color",
     "contrast", "brightness", "sharpness", "posterize",
@@ -39,7 +42,7 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.JITTER_SCALE = 0.06
     # Factor of every unsupervised loss (the paper's partial-COCO value; the full-COCO config sets its own).
     st.UNSUP_WEIGHT = 4.0
-    # Unsupervised losses the student gets, a subset of UNSUP_LOSSES ("rpn" is both RPN losses); for ablations.
+    # Unsupervised losses the student gets, a subset of UNSUP_LOSS_NAMES ("rpn" is both RPN losses); for ablations.
     st.UNSUP_LOSSES = UNSUP_LOSSES
     # Final EMA momentum of the teacher; it warms up from 0 (a copy of the student), see engine/hooks.py TeacherEMA.
     st.EMA_MOMENTUM = 0.999

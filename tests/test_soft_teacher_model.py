@@ -146,6 +146,7 @@ def test_unsupervised_losses_are_multiplied_by_the_unsup_weight(model, monkeypat
 @pytest.mark.parametrize("enabled, keys", [
     (("rpn",), {"unsup_loss_rpn_cls", "unsup_loss_rpn_loc"}),
     (("roi_cls", "roi_reg"), {"unsup_loss_cls", "unsup_loss_box_reg"}),
+    (("roi_objectness",), {"unsup_loss_cls"}),
 ])
 def test_unsup_losses_selects_the_unsupervised_losses_for_ablations(model, monkeypatch, enabled, keys):
     use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
@@ -157,6 +158,12 @@ def test_unsup_losses_selects_the_unsupervised_losses_for_ablations(model, monke
 def test_unknown_unsup_loss_names_the_valid_ones(tiny_cfg):
     tiny_cfg.SOFT_TEACHER.UNSUP_LOSSES = ("rpn", "roi")
     with pytest.raises(ValueError, match="must be a subset of"):
+        build_model(tiny_cfg)
+
+
+def test_both_forms_of_the_roi_classification_loss_are_refused(tiny_cfg):
+    tiny_cfg.SOFT_TEACHER.UNSUP_LOSSES = ("rpn", "roi_cls", "roi_objectness")
+    with pytest.raises(ValueError, match="keep one"):
         build_model(tiny_cfg)
 
 

@@ -34,6 +34,17 @@ def test_soft_weighted_cls_loss_divides_by_at_least_one():
     assert loss.item() == pytest.approx(0.1 * ce([0, 3], 1) + 0.2 * ce([1, 0], 1), rel=1e-6)
 
 
+def test_class_agnostic_loss_asks_foreground_for_any_class_and_keeps_the_background_weights():
+    logits = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])  # K = 2; the first row's label says class 0
+    loss = soft_weighted_cls_loss(logits, torch.tensor([0, 2]), torch.tensor([0.9, 0.5]), class_agnostic=True)
+    total = math.exp(0) + math.exp(2) + math.exp(0)
+    foreground = -math.log((math.exp(0) + math.exp(2)) / total)  # p(class 0) + p(class 1): the class is ignored
+    expected = (foreground + 0.5 * ce([0, 0, 1], 2)) / 1.5
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    named = soft_weighted_cls_loss(logits, torch.tensor([1, 2]), torch.tensor([0.9, 0.5]), class_agnostic=True)
+    assert named.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
 def test_soft_weighted_cls_loss_of_no_proposals_is_zero_with_a_gradient():
     logits = torch.zeros((0, 4), requires_grad=True)
     loss = soft_weighted_cls_loss(logits, torch.zeros(0, dtype=torch.long), torch.zeros(0))

@@ -180,7 +180,7 @@ def false_positive_causes(pseudo_labels: Instances, annotations: Instances, matc
     best_iou, best = iou.max(dim=1)
     same_class_best = same_class_iou(pseudo_labels, annotations).max(dim=1).values
     for cause, condition in zip(FALSE_POSITIVE_CAUSES, (
-        same_class_best >= MATCH_IOU, best_iou >= MATCH_IOU, best_iou >= MISLOCATED_IOU, best_iou >= 0,
+        same_class_best >= MATCH_IOU, best_iou >= MATCH_IOU, best_iou >= MISLOCATED_IOU, torch.ones_like(matched),
     )):
         newly = ~matched & (causes < 0) & condition
         causes[newly] = FALSE_POSITIVE_CAUSES.index(cause)

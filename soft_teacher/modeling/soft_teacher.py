@@ -20,7 +20,7 @@ from detectron2.structures import Instances
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from ..config import EVAL_MODELS, UNSUP_LOSSES
+from ..config import EVAL_MODELS, UNSUP_LOSS_NAMES, UNSUP_LOSSES
 from .pseudo_label_quality import pseudo_label_counts, stats_from_counts
 from .pseudo_labels import TeacherOutput, split_pseudo_labels, teacher_pseudo_labels
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
@@ -105,10 +105,13 @@ class SoftTeacher(nn.Module):
         self.burn_in_iters = burn_in_iters
         self.eval_model = eval_model
         self.strong_view_bn_stats = strong_view_bn_stats
-        unknown = set(unsup_losses) - set(UNSUP_LOSSES)
+        unknown = set(unsup_losses) - set(UNSUP_LOSS_NAMES)
         if unknown:
-            raise ValueError(f"SOFT_TEACHER.UNSUP_LOSSES must be a subset of {UNSUP_LOSSES}, "
+            raise ValueError(f"SOFT_TEACHER.UNSUP_LOSSES must be a subset of {UNSUP_LOSS_NAMES}, "
                              f"got {tuple(unsup_losses)}.")
+        if {"roi_cls", "roi_objectness"} <= set(unsup_losses):
+            raise ValueError("SOFT_TEACHER.UNSUP_LOSSES names both 'roi_cls' and 'roi_objectness', two forms of "
+                             "the ROI classification loss: keep one.")
         self.unsup_losses = tuple(unsup_losses)
 
     @classmethod
@@ -206,7 +209,7 @@ class SoftTeacher(nn.Module):
             features = self.student.backbone(images.tensor)
             proposals, rpn_losses = self.student.proposal_generator(images, features, rpn_sets)
             losses = rpn_losses if "rpn" in self.unsup_losses else {}
-            if "roi_cls" in self.unsup_losses:
+            if "roi_cls" in self.unsup_losses or "roi_objectness" in self.unsup_losses:
                 losses["loss_cls"] = unsup_roi_cls_loss(
                     self.student.roi_heads,
                     features,
@@ -216,6 +219,7 @@ class SoftTeacher(nn.Module):
                     teacher_out.features,
                     student_to_teacher,
                     teacher_out.images.image_sizes,
+                    class_agnostic="roi_objectness" in self.unsup_losses,
                 )
             if "roi_reg" in self.unsup_losses:
                 losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)

@@ -21,16 +21,27 @@ from .view_geometry import transform_boxes
 
 
 def soft_weighted_cls_loss(
-    pred_logits: torch.Tensor, gt_classes: torch.Tensor, background_weights: torch.Tensor
+    pred_logits: torch.Tensor,
+    gt_classes: torch.Tensor,
+    background_weights: torch.Tensor,
+    class_agnostic: bool = False,
 ) -> torch.Tensor:
     """``sum(w_i * CE_i) / max(sum(w_i), 1)``, ``w_i`` 1 for foreground, ``background_weights[i]`` for background.
 
     ``pred_logits`` is ``(R, K + 1)``, ``gt_classes`` and ``background_weights`` ``(R,)``, class ``K`` the
-    background. With ``R == 0`` the loss is 0, still connected to ``pred_logits``.
+    background. With ``class_agnostic`` a foreground proposal's ``CE_i`` is ``-log(1 - p_background)``:
+    the student learns that an object is there, not which class the teacher named. With ``R == 0`` the
+    loss is 0, still connected to ``pred_logits``.
     """
     num_classes = pred_logits.shape[1] - 1
-    weights = torch.where(gt_classes == num_classes, background_weights.float(), 1.0)
-    per_proposal = F.cross_entropy(pred_logits.float(), gt_classes, reduction="none")
+    is_background = gt_classes == num_classes
+    weights = torch.where(is_background, background_weights.float(), 1.0)
+    if class_agnostic:
+        log_probs = F.log_softmax(pred_logits.float(), dim=1)
+        log_foreground = torch.logsumexp(log_probs[:, :num_classes], dim=1)
+        per_proposal = -torch.where(is_background, log_probs[:, num_classes], log_foreground)
+    else:
+        per_proposal = F.cross_entropy(pred_logits.float(), gt_classes, reduction="none")
     return (weights * per_proposal).sum() / weights.sum().clamp(min=1.0)
 
 
@@ -43,13 +54,15 @@ def unsup_roi_cls_loss(
     teacher_features: Dict[str, torch.Tensor],
     student_to_teacher: List[torch.Tensor],
     teacher_image_sizes: List[Tuple[int, int]],
+    class_agnostic: bool = False,
 ) -> torch.Tensor:
     """The soft-teacher classification loss of the student's box head, times its ``loss_cls`` weight.
 
     ``proposals`` (student RPN) and ``pseudo_labels`` (``gt_boxes``, ``gt_classes``) are per image in
     the student view. The sampled proposals move through ``student_to_teacher`` (per image, ``(3, 3)``
     student -> teacher view) and are clipped to the unpadded teacher view sizes, as in the reference,
-    so that the teacher scores them on its own ``teacher_features``.
+    so that the teacher scores them on its own ``teacher_features``. ``class_agnostic``: see
+    :func:`soft_weighted_cls_loss`.
     """
     sampled = student_heads.label_and_sample_proposals(proposals, pseudo_labels)
     logits, _ = box_head_predictions(student_heads, student_features, [p.proposal_boxes for p in sampled])
@@ -60,7 +73,7 @@ def unsup_roi_cls_loss(
         boxes_in_teacher_view.append(boxes)
     background_probs = teacher_background_probs(teacher_heads, teacher_features, boxes_in_teacher_view)
     gt_classes = cat([p.gt_classes for p in sampled], dim=0)
-    loss = soft_weighted_cls_loss(logits, gt_classes, background_probs)
+    loss = soft_weighted_cls_loss(logits, gt_classes, background_probs, class_agnostic)
     return loss * student_heads.box_predictor.loss_weight.get("loss_cls", 1.0)
 
 
