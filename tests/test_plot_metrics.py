@@ -10,7 +10,7 @@ from soft_teacher.utils.metrics import default_plot_path, load_metrics, metrics_
 SOFT_TEACHER_LINES = [
     {"iteration": 19, "total_loss": 3.0, "sup_loss_cls": 1.0, "unsup_loss_cls": 0.5,
      "pseudo/boxes_per_image_rpn": 1.0, "pseudo/boxes_per_image_cls": 1.0, "pseudo/boxes_per_image_reg": 2.0,
-     "pseudo/precision": 0.25, "pseudo/recall": 0.1, "lr": 0.01},
+     "pseudo/precision": 0.25, "pseudo/recall": 0.1, "pseudo/wrong_class_share": 0.5, "lr": 0.01},
     {"iteration": 39, "total_loss": 2.0, "sup_loss_cls": 0.8, "unsup_loss_cls": 0.4},
     {"iteration": 39, "teacher/bbox/AP": 5.0, "student/bbox/AP": 4.0},
 ]
@@ -63,7 +63,7 @@ def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
         "Box AP": ["student/bbox/AP", "teacher/bbox/AP"],
         "Pseudo boxes per image": [
             "pseudo/boxes_per_image_cls", "pseudo/boxes_per_image_reg", "pseudo/boxes_per_image_rpn"],
-        "Pseudo-label precision / recall": ["pseudo/precision", "pseudo/recall"],
+        "Pseudo-label precision / recall": ["pseudo/precision", "pseudo/recall", "pseudo/wrong_class_share"],
     }
     image = cv2.imread(output)
     assert image.shape == (800, 1800, 3)  # 2 x 3 panels of 6 x 4 inches at 100 dpi

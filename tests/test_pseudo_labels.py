@@ -268,13 +268,26 @@ def test_stats_of_two_ranks_summed_counts_are_those_of_their_pooled_images_not_t
     assert stats["pseudo/recall"] == pytest.approx(2 / 4)
 
 
+def test_wrong_class_share_counts_classification_boxes_on_an_object_of_another_class():
+    box, other, far = [0.0, 0, 10, 10], [30.0, 30, 40, 40], [50.0, 50, 60, 60]
+    # right; on the class-1 object but named 0; on nothing; named 2 on the class-1 object but below 0.8
+    candidates = [scored_boxes([box, other, far, other], [0, 0, 0, 2], [0.95, 0.9, 0.85, 0.6])]
+    annotations = [scored_boxes([box, other], [0, 1], [1.0, 1.0])]
+
+    stats = stats_from_counts(batch_counts(candidates, annotations, cls_thresh=0.8))
+
+    assert stats["pseudo/precision"] == pytest.approx(1 / 3)
+    assert stats["pseudo/wrong_class_share"] == pytest.approx(1 / 3)
+
+
 def test_precision_and_recall_are_left_out_unless_every_summed_batch_had_annotations():
     box = [0.0, 0, 10, 10]
     annotated = batch_counts([scored_boxes([box], [0], [0.9])], [scored_boxes([box], [0], [1.0])])
     plain = batch_counts([scored_boxes([box], [0], [0.9])])
 
     assert "pseudo/precision" in stats_from_counts(annotated)
-    assert not {"pseudo/precision", "pseudo/recall"} & set(stats_from_counts(annotated + plain))
+    assert not {"pseudo/precision", "pseudo/recall", "pseudo/wrong_class_share"} & set(
+        stats_from_counts(annotated + plain))
 
 
 def test_teacher_score_mean_is_zero_and_counts_finite_when_no_rank_has_a_candidate():

@@ -10,7 +10,8 @@ Several runs are overlaid, one colour per run, to compare them. The panels:
 - unsupervised losses (``unsup_loss_*``, already weighted by ``SOFT_TEACHER.UNSUP_WEIGHT``);
 - box AP on the test set (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``);
 - pseudo boxes per image (``pseudo/boxes_per_image_rpn|cls|reg``);
-- pseudo-label precision and recall (``pseudo/precision``, ``pseudo/recall``).
+- pseudo-label precision, recall and wrong-class share (``pseudo/precision``, ``pseudo/recall``,
+  ``pseudo/wrong_class_share``).
 
 A key that a run never logged is simply absent from its panel; a panel no run
 has data for says so. The reading and drawing live in ``soft_teacher.utils.metrics``.

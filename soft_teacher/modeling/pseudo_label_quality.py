@@ -11,8 +11,10 @@ divides. Names, all under ``pseudo/``:
   ``SOFT_TEACHER.REG_UNCERTAINTY_THRESH`` lets through (binned by :data:`UNCERTAINTY_BIN` up to 0.3:
   five times the default ``JITTER_SCALE``, which is what an untrained regressor scores);
 - ``precision`` / ``recall`` of the classification set, and ``precision_at_T`` / ``recall_at_T`` of
-  the candidates scoring >= T for each T of :data:`SCORE_GRID` not below the candidates' own threshold:
-  only when the unlabeled images carry hidden annotations, and only where defined.
+  the candidates scoring >= T for each T of :data:`SCORE_GRID` not below the candidates' own threshold;
+  ``wrong_class_share``: the share of the classification set lying on an annotated object of another
+  class (see :func:`false_positive_causes`). Only when the unlabeled images carry hidden annotations,
+  and only where defined.
 
 Matching is greedy and one-to-one, as in COCO evaluation, in the teacher view: in decreasing score
 order each pseudo box takes the unmatched same-class annotation of highest IoU, if >= 0.5. So the
@@ -62,7 +64,7 @@ def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thr
 # What :func:`pseudo_label_counts` sums, in order; every entry adds up over images and processes.
 COUNT_NAMES = (
     ("images", "boxes_rpn", "boxes_cls", "boxes_reg", "candidates", "candidate_score_sum", "batches")
-    + ("annotated_batches", "annotations", "true_positives", "cls_boxes_teacher_view")
+    + ("annotated_batches", "annotations", "true_positives", "cls_boxes_teacher_view", "wrong_class")
     + tuple(f"{kind}_at_{t}" for t in SCORE_GRID for kind in ("true_positives", "boxes"))
     + tuple(f"uncertainty_bin_{i}" for i in range(UNCERTAINTY_BINS))
 )
@@ -99,7 +101,12 @@ def pseudo_label_counts(
     for index, count in enumerate(torch.bincount(bins, minlength=UNCERTAINTY_BINS).tolist()):
         counts[f"uncertainty_bin_{index}"] = count
     if annotations_teacher_view is not None:
-        matched = torch.cat([true_positive_mask(c, a) for c, a in zip(candidates, annotations_teacher_view)])
+        matched_per_image = [true_positive_mask(c, a) for c, a in zip(candidates, annotations_teacher_view)]
+        matched = torch.cat(matched_per_image)
+        causes = torch.cat([false_positive_causes(c, a, m)[0]
+                            for c, a, m in zip(candidates, annotations_teacher_view, matched_per_image)])
+        wrong_class = causes == FALSE_POSITIVE_CAUSES.index("wrong_class")
+        counts["wrong_class"] = (wrong_class & (scores >= cls_thresh)).sum().item()
         counts["annotated_batches"] = 1
         counts["annotations"] = sum(len(a) for a in annotations_teacher_view)
         for name, thresh in [("", cls_thresh)] + [(f"_at_{t}", t) for t in SCORE_GRID]:
@@ -141,6 +148,8 @@ def stats_from_counts(counts: torch.Tensor) -> Dict[str, float]:
                 continue
             if c[boxes]:
                 stats[f"pseudo/precision{name}"] = c[f"true_positives{name}"] / c[boxes]
+                if not name:
+                    stats["pseudo/wrong_class_share"] = c["wrong_class"] / c[boxes]
             if c["annotations"]:
                 stats[f"pseudo/recall{name}"] = c[f"true_positives{name}"] / c["annotations"]
     return stats
@@ -168,9 +177,9 @@ def false_positive_causes(pseudo_labels: Instances, annotations: Instances, matc
     annotation in [0.1, 0.5); ``background``, below 0.1. ``annotated_classes`` is the class of the
     best-overlapping annotation where the cause is ``wrong_class``, -1 elsewhere.
     """
-    count = len(pseudo_labels)
-    causes = torch.full((count,), -1, dtype=torch.int64)
-    annotated_classes = torch.full((count,), -1, dtype=torch.int64)
+    count, device = len(pseudo_labels), matched.device
+    causes = torch.full((count,), -1, dtype=torch.int64, device=device)
+    annotated_classes = torch.full((count,), -1, dtype=torch.int64, device=device)
     if not count:
         return causes, annotated_classes
     if not len(annotations):

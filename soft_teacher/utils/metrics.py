@@ -25,7 +25,7 @@ PANELS = (
     ("Unsupervised losses (weighted)", "loss", r"unsup_loss_\w+"),
     ("Box AP", "AP", r"((teacher|student)/)?bbox/AP"),
     ("Pseudo boxes per image", "boxes / image", r"pseudo/boxes_per_image_\w+"),
-    ("Pseudo-label precision / recall", "fraction", r"pseudo/(precision|recall)"),
+    ("Pseudo-label precision / recall", "fraction", r"pseudo/(precision|recall|wrong_class_share)"),
 )
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -89,7 +89,7 @@ def plot_metrics(
     The panels: total loss; supervised losses (``sup_loss_*``, or a plain Detectron2 run's
     ``loss_*``); unsupervised losses (``unsup_loss_*``, already weighted); box AP on the test set
     (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``); pseudo boxes per
-    image; pseudo-label precision and recall. A key that a run never logged is simply absent from
+    image; pseudo-label precision, recall and wrong-class share. A key that a run never logged is simply absent from
     its panel; a panel no run has data for says so.
 
     Args:
