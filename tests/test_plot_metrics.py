@@ -63,7 +63,7 @@ def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
         "Box AP": ["student/bbox/AP", "teacher/bbox/AP"],
         "Pseudo boxes per image": [
             "pseudo/boxes_per_image_cls", "pseudo/boxes_per_image_reg", "pseudo/boxes_per_image_rpn"],
-        "Pseudo-label precision / recall": ["pseudo/precision", "pseudo/recall", "pseudo/wrong_class_share"],
+        "Pseudo-label quality": ["pseudo/precision", "pseudo/recall", "pseudo/wrong_class_share"],
     }
     image = cv2.imread(output)
     assert image.shape == (800, 1800, 3)  # 2 x 3 panels of 6 x 4 inches at 100 dpi
@@ -84,7 +84,7 @@ def test_a_panel_without_data_is_reported_empty(tmp_path):
     base = write_metrics(tmp_path / "base", BASELINE_LINES)
     drawn = plot_metrics([base], str(tmp_path / "base.png"))
     assert drawn["Unsupervised losses (weighted)"] == []
-    assert drawn["Pseudo-label precision / recall"] == []
+    assert drawn["Pseudo-label quality"] == []
     assert os.path.getsize(tmp_path / "base.png") > 0
 
 

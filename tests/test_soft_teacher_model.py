@@ -9,6 +9,7 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from soft_teacher.modeling import SoftTeacher
+from soft_teacher.modeling import soft_teacher as soft_teacher_module
 
 SUP_KEYS = {"sup_loss_rpn_cls", "sup_loss_rpn_loc", "sup_loss_cls", "sup_loss_box_reg"}
 UNSUP_KEYS = {"unsup_loss_rpn_cls", "unsup_loss_rpn_loc", "unsup_loss_cls", "unsup_loss_box_reg"}
@@ -159,6 +160,23 @@ def test_unknown_unsup_loss_names_the_valid_ones(tiny_cfg):
     tiny_cfg.SOFT_TEACHER.UNSUP_LOSSES = ("rpn", "roi")
     with pytest.raises(ValueError, match="must be a subset of"):
         build_model(tiny_cfg)
+
+
+@pytest.mark.parametrize("enabled, class_agnostic", [(("roi_cls",), False), (("roi_objectness",), True)])
+def test_roi_objectness_drops_the_pseudo_classes_from_the_classification_loss(
+        model, monkeypatch, enabled, class_agnostic):
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    seen = []
+    real_loss = soft_teacher_module.unsup_roi_cls_loss
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("class_agnostic"))
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(soft_teacher_module, "unsup_roi_cls_loss", spy)
+    model.unsup_losses = enabled
+    train_step(model, batch(), backward=False)
+    assert seen == [class_agnostic]
 
 
 def test_both_forms_of_the_roi_classification_loss_are_refused(tiny_cfg):

@@ -8,7 +8,9 @@ the image's annotations moved into that view. Printed (and written with ``--outp
 
 - per score threshold (those of 0.5 ... 0.95 not below ``INITIAL_SCORE_THRESH``): pseudo boxes
   per image, precision and recall (greedy one-to-one matching at IoU 0.5, as training's
-  ``pseudo/precision_at_T``);
+  ``pseudo/precision_at_T``), and the share of the boxes false for each cause: a duplicate of a
+  matched box, on an object of another class, mislocated (IoU 0.1-0.5), on background;
+- the most frequent wrong-class pairs (annotated class, pseudo class) at ``SOFT_TEACHER.CLS_PSEUDO_THRESH``;
 - percentiles of the candidates' box-jitter uncertainty;
 - per uncertainty threshold: the candidates below it, their mean IoU with the best annotation
   of their class and the share with IoU >= 0.75 (does low uncertainty single out well-localised boxes?);

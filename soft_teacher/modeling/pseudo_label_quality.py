@@ -168,7 +168,8 @@ MISLOCATED_IOU = 0.1  # a false box overlapping an annotation at least this much
 
 
 def false_positive_causes(pseudo_labels: Instances, annotations: Instances, matched: torch.Tensor):
-    """Why each pseudo box of one image that is not ``matched`` is false (both in the same frame).
+    """Why each pseudo box of one image that is not ``matched`` (``(P,)`` bool, from
+    :func:`true_positive_mask`) is false; boxes and annotations in the same frame.
 
     Returns ``(causes, annotated_classes)``, both ``(P,)`` int64: ``causes`` indexes
     :data:`FALSE_POSITIVE_CAUSES` (-1 for a true positive): ``duplicate``, a same-class annotation at

@@ -56,14 +56,14 @@ def format_figures(figures: dict, class_names: Sequence[str], most_confused: int
         f"{figures['annotations']} annotations, {figures['candidates']} candidate pseudo boxes "
         f"(score >= {figures['initial_score_thresh']:g})",
         "",
-        f"{'score >=':>9} {'boxes/image':>12} {'precision':>10} {'recall':>8}   false boxes' share: "
+        f"{'score >=':>9} {'boxes/image':>12} {'precision':>10} {'recall':>8}   share of boxes, false: "
         + " ".join(f"{cause:>11}" for cause in causes),
     ]
     for row in figures["score_thresholds"]:
         shares = [row["false_positives"][cause] / row["boxes"] if row["boxes"] else None
                   for cause in FALSE_POSITIVE_CAUSES]
         lines.append(f"{row['threshold']:>9g} {_fmt(row['boxes_per_image'], 2):>12} "
-                     f"{_fmt(row['precision']):>10} {_fmt(row['recall']):>8}   {'':20}"
+                     f"{_fmt(row['precision']):>10} {_fmt(row['recall']):>8}   {'':23}"
                      + " ".join(f"{_fmt(share):>11}" for share in shares))
     confusions = figures["confusions"][:most_confused]
     pairs = ", ".join(f"{class_names[c['annotated_class']]} named {class_names[c['pseudo_class']]} {c['boxes']}"

@@ -25,7 +25,7 @@ PANELS = (
     ("Unsupervised losses (weighted)", "loss", r"unsup_loss_\w+"),
     ("Box AP", "AP", r"((teacher|student)/)?bbox/AP"),
     ("Pseudo boxes per image", "boxes / image", r"pseudo/boxes_per_image_\w+"),
-    ("Pseudo-label precision / recall", "fraction", r"pseudo/(precision|recall|wrong_class_share)"),
+    ("Pseudo-label quality", "fraction", r"pseudo/(precision|recall|wrong_class_share)"),
 )
 LINE_STYLES = ("-", "--", ":", "-.")
 
