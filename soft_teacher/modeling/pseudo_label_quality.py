@@ -101,10 +101,7 @@ def pseudo_label_counts(
     for index, count in enumerate(torch.bincount(bins, minlength=UNCERTAINTY_BINS).tolist()):
         counts[f"uncertainty_bin_{index}"] = count
     if annotations_teacher_view is not None:
-        matched_per_image = [true_positive_mask(c, a) for c, a in zip(candidates, annotations_teacher_view)]
-        matched = torch.cat(matched_per_image)
-        causes = torch.cat([false_positive_causes(c, a, m)[0]
-                            for c, a, m in zip(candidates, annotations_teacher_view, matched_per_image)])
+        matched, causes, _ = match_pseudo_labels(candidates, annotations_teacher_view)
         wrong_class = causes == FALSE_POSITIVE_CAUSES.index("wrong_class")
         counts["wrong_class"] = (wrong_class & (scores >= cls_thresh)).sum().item()
         counts["annotated_batches"] = 1
@@ -199,6 +196,19 @@ def false_positive_causes(pseudo_labels: Instances, annotations: Instances, matc
     return causes, annotated_classes
 
 
+def match_pseudo_labels(candidates: Sequence[Instances], annotations: Sequence[Instances]):
+    """:func:`true_positive_mask` and :func:`false_positive_causes` of each image, concatenated over images.
+
+    Returns ``(matched, causes, annotated_classes)``, each ``(N,)`` for the ``N`` candidates of all images.
+    """
+    if not candidates:
+        return torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    matched_per_image = [true_positive_mask(c, a) for c, a in zip(candidates, annotations)]
+    causes_per_image = [false_positive_causes(c, a, m) for c, a, m in zip(candidates, annotations, matched_per_image)]
+    return (torch.cat(matched_per_image), torch.cat([c for c, _ in causes_per_image]),
+            torch.cat([k for _, k in causes_per_image]))
+
+
 def _ratio(numerator: float, denominator: float) -> Optional[float]:
     return numerator / denominator if denominator else None
 
@@ -238,11 +248,7 @@ def pseudo_label_figures(
     empty = torch.zeros(0)
     scores = torch.cat([c.scores.float() for c in cpu]) if cpu else empty
     uncertainty = torch.cat([c.uncertainty.float() for c in cpu]) if cpu else empty
-    matched_per_image = [true_positive_mask(c, a) for c, a in zip(cpu, anns)]
-    matched = torch.cat(matched_per_image) if cpu else empty.bool()
-    causes_per_image = [false_positive_causes(c, a, m) for c, a, m in zip(cpu, anns, matched_per_image)]
-    causes = torch.cat([c for c, _ in causes_per_image]) if cpu else empty.long()
-    annotated_classes = torch.cat([k for _, k in causes_per_image]) if cpu else empty.long()
+    matched, causes, annotated_classes = match_pseudo_labels(cpu, anns)
     pseudo_classes = torch.cat([c.gt_classes for c in cpu]) if cpu else empty.long()
     best_iou = torch.cat([
         same_class_iou(c, a).max(dim=1).values if len(a) else torch.zeros(len(c)) for c, a in zip(cpu, anns)
