@@ -6,12 +6,15 @@ report what they should, so that a long benchmark spends its time measuring, not
 """
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-from helpers import read_metrics, run_tool, write_metrics
+from helpers import REPO_ROOT, read_metrics, run_tool, write_metrics
 from soft_teacher.engine import ConfigError
-from soft_teacher.benchmark import accuracy, branch_runs
+from soft_teacher.benchmark import accuracy, branch_runs, speed
 
 BenchmarkRun = accuracy.BenchmarkRun
 SUP_1, SOFT_1 = BenchmarkRun("supervised", 1, 1), BenchmarkRun("soft_teacher", 1, 1)
@@ -254,3 +257,36 @@ def test_speed_benchmark_times_both_iterations_on_the_cpu_and_reports_their_rati
     assert all(r["timed_iterations"] == 2 and r["median_ms"] > 0 for r in results["settings"])
     ratio = by_method["soft_teacher"]["median_ms"] / by_method["supervised"]["median_ms"]
     assert results["ratios"]["fp32"] == pytest.approx(ratio)
+
+
+def test_speed_benchmark_holds_the_learning_rate_at_the_warmup_start_so_a_random_r50_cannot_diverge():
+    cfg = speed.benchmark_config("soft_teacher", amp=False, warmup=10, iters=50, candidates=20, opts=[])
+    reference = speed.load_config(speed.CONFIGS["soft_teacher"], [])
+    assert cfg.SOLVER.BASE_LR == pytest.approx(reference.SOLVER.BASE_LR * reference.SOLVER.WARMUP_FACTOR)
+    assert cfg.SOLVER.WARMUP_ITERS == 0 and cfg.SOLVER.STEPS == ()
+
+
+def _import_speed_from_a_wheel_like_install(tmp_path, cwd):
+    """Import soft_teacher.benchmark.speed from a copy of the package with no checkout around it, run in ``cwd``
+    (``-P``: the current folder is not put on the import path, as for a tool run from the checkout)."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(os.path.join(REPO_ROOT, "soft_teacher"), site / "soft_teacher",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(site))
+    code = "import soft_teacher.benchmark.speed as s; print(s.__file__); print(s.CONFIGS['soft_teacher'])"
+    return subprocess.run([sys.executable, "-P", "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_benchmarks_installed_from_a_wheel_read_the_configs_of_the_checkout_they_are_run_from(tmp_path):
+    completed = _import_speed_from_a_wheel_like_install(tmp_path, cwd=REPO_ROOT)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    module_file, config = completed.stdout.split()
+    assert module_file.startswith(str(tmp_path))
+    assert config == os.path.join(REPO_ROOT, "configs", "coco", "soft_teacher_R50_FPN_10pct.yaml")
+
+
+def test_benchmarks_installed_from_a_wheel_and_run_outside_a_checkout_say_where_to_run_them(tmp_path):
+    completed = _import_speed_from_a_wheel_like_install(tmp_path, cwd=str(tmp_path))
+    assert completed.returncode != 0
+    assert "run the tools from the checkout" in completed.stderr and "Traceback" not in completed.stderr

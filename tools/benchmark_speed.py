@@ -36,10 +36,10 @@ import subprocess
 import sys
 from typing import Dict, Optional, Sequence
 
+from soft_teacher.benchmark.checkout import CHECKOUT
 from soft_teacher.benchmark.report import machine_description, write_results
 from soft_teacher.benchmark.speed import (
     CONFIGS,
-    REPO,
     markdown,
     measure,
     register_speed_sets,
@@ -55,7 +55,7 @@ def run_setting(args, method: str, amp: bool) -> Dict:
                "--iters", str(args.iters), "--candidates", str(args.candidates), "--num-images", str(args.num_images),
                "--measure", method, "--amp", "on" if amp else "off"] + list(args.opts)
     print(f"measuring {method} ({'AMP' if amp else 'fp32'}): {shlex.join(command)}", flush=True)
-    completed = subprocess.run(command, cwd=REPO)
+    completed = subprocess.run(command, cwd=CHECKOUT)
     if completed.returncode != 0 or not os.path.isfile(result_file):
         return {"method": method, "amp": amp, "error": f"exit code {completed.returncode}; see the output above"}
     with open(result_file) as f:

@@ -21,14 +21,14 @@ from matplotlib.figure import Figure
 from soft_teacher.utils.metrics import LINE_STYLES
 
 from .branch_runs import PSEUDO_WINDOW, Run, Scheduler, ap_curve, checkpoint_name, final_box_ap, pseudo_label_stats
+from .checkout import CHECKOUT
 from .report import machine_description, machine_line, markdown_table, write_results
 
 __all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "collect_results", "gap_closed",
            "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark", "spread",
            "summarize"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_DIR = os.path.join(REPO, "configs", "shapes")
+CONFIG_DIR = os.path.join(CHECKOUT, "configs", "shapes")
 DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
 CEILING = (100, 1)
 SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
@@ -139,7 +139,7 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         cfg = run.config(opts)
         out = os.path.join(output, run.name)
         entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
-                 "config_file": os.path.relpath(run.config_file, REPO), "max_iter": cfg.SOLVER.MAX_ITER,
+                 "config_file": os.path.relpath(run.config_file, CHECKOUT), "max_iter": cfg.SOLVER.MAX_ITER,
                  "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
         if run.twin is not None:
             entry["twin"] = run.twin.name

@@ -35,6 +35,8 @@ import yaml
 from soft_teacher.engine import ConfigError, load_config
 from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
 
+from .checkout import CHECKOUT
+
 __all__ = [
     "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler",
     "ap_curve", "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name",
@@ -43,8 +45,7 @@ __all__ = [
 ]
 
 # The checkout's train_net.py, which each run's process executes.
-TRAIN_NET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "train_net.py")
+TRAIN_NET = os.path.join(CHECKOUT, "train_net.py")
 PSEUDO_WINDOW = 100  # pseudo-label statistics: mean over the last this many iterations
 # Keys a branch and its twin must share: the branch continues the twin's detector, labeled data,
 # optimizer and LR schedule (a checkpoint holds the scheduler's position, not its settings).

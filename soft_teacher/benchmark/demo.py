@@ -36,12 +36,12 @@ from .branch_runs import (
     final_evaluation,
     pseudo_label_stats,
 )
+from .checkout import CHECKOUT
 
 __all__ = ["ARM_LABELS", "DEFAULT_CONFIG", "DEFAULT_SUPERVISED_CONFIG", "DemoError", "ap_differences",
            "box_ap_of_arms", "plan_arms", "prepare_datasets", "pseudo_label_summary", "run_demo", "summary_lines"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_DIR = os.path.join(REPO, "configs", "shapes")
+CONFIG_DIR = os.path.join(CHECKOUT, "configs", "shapes")
 DEFAULT_CONFIG = os.path.join(CONFIG_DIR, "soft_teacher_demo.yaml")
 DEFAULT_SUPERVISED_CONFIG = os.path.join(CONFIG_DIR, "supervised_demo.yaml")
 STEPS = 4
