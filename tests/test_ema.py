@@ -3,6 +3,7 @@ the reference's momentum warm-up m_k = min(m, 1 - 1 / (k + 1))."""
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from soft_teacher.modeling.ema import copy_student_to_teacher, ema_momentum, ema_update
 
@@ -94,3 +95,29 @@ def test_momentum_zero_copies_even_over_a_non_finite_teacher():
         teacher[1].running_var.fill_(float("inf"))
     ema_update(teacher, student, momentum=0.0)
     assert all(torch.equal(v, student.state_dict()[k]) for k, v in teacher.state_dict().items())
+
+
+class _TorchCallCounter(TorchFunctionMode):
+    """Counts the torch calls that run a kernel; a multi-tensor (``_foreach``) op counts once, as on CUDA."""
+
+    NO_KERNEL = {"is_floating_point", "detach", "_set_grad_enabled"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += getattr(func, "__name__", "") not in self.NO_KERNEL
+        return func(*args, **(kwargs or {}))
+
+
+def test_ema_update_makes_a_fixed_number_of_torch_calls_whatever_the_number_of_layers():
+    """On a GPU each call is a kernel launch: two per tensor would cost an R50-FPN about 600 launches a step."""
+    counts = []
+    for depth in (2, 40):
+        teacher, student = (nn.Sequential(*[nn.Linear(4, 4) for _ in range(depth)]) for _ in range(2))
+        counter = _TorchCallCounter()
+        with counter:
+            ema_update(teacher, student, momentum=0.9)
+        counts.append(counter.count)
+    assert counts[0] == counts[1] <= 4
