@@ -244,7 +244,7 @@ def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin
 def test_speed_benchmark_times_both_iterations_on_the_cpu_and_reports_their_ratio(tmp_path):
     output = str(tmp_path / "speed")
     completed = run_tool("benchmark_speed", [
-        "--output", output, "--iters", "2", "--warmup", "1", "--amp", "off", "--num-images", "6",
+        "--output", output, "--iters", "2", "--warmup", "1", "--amp", "off", "--num-images", "6", "--candidates", "3",
         "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MAX_SIZE_TRAIN", "128",
         "DATALOADER.NUM_WORKERS", "0",
     ], timeout=600)
@@ -255,6 +255,7 @@ def test_speed_benchmark_times_both_iterations_on_the_cpu_and_reports_their_rati
     assert by_method["soft_teacher"]["images_per_iteration"] == 5
     assert by_method["supervised"]["images_per_iteration"] == 5
     assert all(r["timed_iterations"] == 2 and r["median_ms"] > 0 for r in results["settings"])
+    assert 0 < by_method["soft_teacher"]["pseudo_boxes_per_image"] <= 3  # at most --candidates reach the losses
     ratio = by_method["soft_teacher"]["median_ms"] / by_method["supervised"]["median_ms"]
     assert results["ratios"]["fp32"] == pytest.approx(ratio)
 

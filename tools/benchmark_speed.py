@@ -14,10 +14,13 @@ COCO is not needed: the images are the shapes set's, enlarged to COCO's usual 64
 stored as JPEG (so reading and decoding cost what COCO's do), with their boxes scaled alike and
 COCO's 80 classes in the model. The weights are random (nothing is downloaded); the backbone's
 frozen BatchNorm layers get the statistics of their inputs on two images (a random ResNet-50
-without them overflows), which changes values, not the work done. A random teacher finds no
-object above the 0.5 score threshold; so that the pseudo-labelling path (box jitter, moving
-boxes between views) runs under load, the teacher keeps its ``--candidates`` best detections
-per image as candidates (score thresholds 0 and ``TEST.DETECTIONS_PER_IMAGE``).
+without them overflows), which changes values, not the work done. A random teacher scores every
+class about 1/81 and passes no threshold; so that the pseudo-labelling path (box jitter, moving
+boxes between views, the unsupervised losses on pseudo boxes) runs under load, one class's logit is
+raised in the student before the teacher copies it (``make_one_class_confident``): each proposal then
+gives one confident detection, and the config's thresholds, NMS and ``TEST.DETECTIONS_PER_IMAGE``
+(``--candidates``) leave at most that many candidates per image. The report gives the pseudo boxes
+per unlabeled image that reached the losses. The learning rate stays at the warm-up's first value.
 Each setting runs in a fresh process (clean memory statistics and data workers); the timing is
 ``soft_teacher.benchmark.speed``.
 
@@ -68,7 +71,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10, help="untimed iterations first (default 10)")
     parser.add_argument("--iters", type=int, default=50, help="timed iterations (default 50)")
     parser.add_argument("--amp", choices=("both", "on", "off"), default="both", help="mixed precision settings")
-    parser.add_argument("--candidates", type=int, default=20, help="teacher candidate boxes per image (default 20)")
+    parser.add_argument("--candidates", type=int, default=20,
+                        help="most teacher candidates per image: TEST.DETECTIONS_PER_IMAGE (default 20)")
     parser.add_argument("--num-images", type=int, default=200, help="images in the benchmark set (default 200)")
     parser.add_argument("--benchmarks-md", metavar="FILE", help="also write the table into this Markdown file")
     parser.add_argument("--measure", choices=tuple(CONFIGS), help=argparse.SUPPRESS)  # one setting, in-process
