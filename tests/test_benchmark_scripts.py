@@ -159,6 +159,20 @@ def test_a_run_folder_of_another_schedule_is_refused_instead_of_read_or_resumed(
     assert branch_runs.Scheduler([SUP_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
 
+def test_a_run_folder_trained_with_other_soft_teacher_settings_is_refused_but_one_older_than_a_key_is_read(tmp_path):
+    output = tmp_path / "out"
+    folder = output / SOFT_1.name
+    folder.mkdir(parents=True)
+    saved = SOFT_1.run.config(BRANCH_AT_2)
+    saved.SOFT_TEACHER.UNSUP_LOSSES = ("rpn", "roi_objectness", "roi_reg")
+    (folder / "config.yaml").write_text(saved.dump())
+    with pytest.raises(ConfigError, match=r"(?s)another config.*SOFT_TEACHER.UNSUP_LOSSES: \['rpn', 'roi_objectness'"):
+        branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
+    del saved.SOFT_TEACHER["UNSUP_LOSSES"]  # a run from before the key existed
+    (folder / "config.yaml").write_text(saved.dump())
+    assert branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
+
+
 def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_path):
     output = tmp_path / "out"
     launch = FakeLauncher()

@@ -56,8 +56,9 @@ SHARED_KEYS = tuple(f"SOLVER.{key}" for key in SHARED_SOLVER_KEYS) + (
     "DATASETS.TRAIN", "INPUT", "MODEL.BACKBONE", "MODEL.RESNETS", "MODEL.FPN", "MODEL.ANCHOR_GENERATOR",
     "MODEL.RPN", "MODEL.ROI_HEADS", "MODEL.ROI_BOX_HEAD", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD")
 # Keys on which a run folder's saved config.yaml must agree with the run's config before the folder is read as
-# finished or resumed: a folder of another schedule, data or seed would otherwise pass for this run.
-RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER.BURN_IN_ITERS",
+# finished or resumed: a folder of another schedule, data, seed or method setting would otherwise pass for this
+# run. Of a section (SOFT_TEACHER), the keys both configs have: a key added since did not exist for that run.
+RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER",
                "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
@@ -192,8 +193,14 @@ def saved_config_differences(output_dir: str, cfg) -> List[str]:
         value = saved
         for name in key.split("."):
             value = value.get(name) if isinstance(value, dict) else None
-        if _plain(value) != _plain(_get(cfg, key)):
-            differences.append(f"{key}: {value} saved vs {_get(cfg, key)} now")
+        if isinstance(value, dict):  # a section: the keys both configs have
+            section = _get(cfg, key)
+            pairs = [(f"{key}.{name}", v, section[name]) for name, v in value.items() if name in section]
+        else:
+            pairs = [(key, value, _get(cfg, key))]
+        for name, saved_value, now in pairs:
+            if _plain(saved_value) != _plain(now):
+                differences.append(f"{name}: {saved_value} saved vs {now} now")
     return differences
 
 
