@@ -42,7 +42,8 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.JITTER_SCALE = 0.06
     # Factor of every unsupervised loss (the paper's partial-COCO value; the full-COCO config sets its own).
     st.UNSUP_WEIGHT = 4.0
-    # Unsupervised losses the student gets, a subset of UNSUP_LOSS_NAMES ("rpn" is both RPN losses); for ablations.
+    # Unsupervised losses the student gets, a subset of UNSUP_LOSS_NAMES ("rpn" is both RPN losses; "roi_objectness"
+    # for "roi_cls" ignores the pseudo classes, as the shapes 1% config does).
     st.UNSUP_LOSSES = UNSUP_LOSSES
     # Final EMA momentum of the teacher; it warms up from 0 (a copy of the student), see engine/hooks.py TeacherEMA.
     st.EMA_MOMENTUM = 0.999

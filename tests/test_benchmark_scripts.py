@@ -164,9 +164,9 @@ def test_a_run_folder_trained_with_other_soft_teacher_settings_is_refused_but_on
     folder = output / SOFT_1.name
     folder.mkdir(parents=True)
     saved = SOFT_1.run.config(BRANCH_AT_2)
-    saved.SOFT_TEACHER.UNSUP_LOSSES = ("rpn", "roi_objectness", "roi_reg")
+    saved.SOFT_TEACHER.UNSUP_LOSSES = ("rpn",)
     (folder / "config.yaml").write_text(saved.dump())
-    with pytest.raises(ConfigError, match=r"(?s)another config.*SOFT_TEACHER.UNSUP_LOSSES: \['rpn', 'roi_objectness'"):
+    with pytest.raises(ConfigError, match=r"(?s)another config.*SOFT_TEACHER.UNSUP_LOSSES: \['rpn'\] saved"):
         branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
     del saved.SOFT_TEACHER["UNSUP_LOSSES"]  # a run from before the key existed
     (folder / "config.yaml").write_text(saved.dump())
@@ -305,3 +305,9 @@ def test_benchmarks_installed_from_a_wheel_and_run_outside_a_checkout_say_where_
     completed = _import_speed_from_a_wheel_like_install(tmp_path, cwd=str(tmp_path))
     assert completed.returncode != 0
     assert "run the tools from the checkout" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_the_1pct_benchmark_ignores_the_pseudo_classes_and_the_5pct_keeps_the_papers_losses():
+    one, five = (BenchmarkRun("soft_teacher", p, 1).run.config([]).SOFT_TEACHER.UNSUP_LOSSES for p in (1, 5))
+    assert tuple(one) == ("rpn", "roi_objectness", "roi_reg")
+    assert tuple(five) == ("rpn", "roi_cls", "roi_reg")
