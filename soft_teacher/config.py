@@ -14,8 +14,8 @@ from detectron2.config import get_cfg as _get_detectron2_cfg
 
 EVAL_MODELS = ("teacher", "student", "both")
 UNSUP_LOSSES = ("rpn", "roi_cls", "roi_reg")
-# "roi_objectness": the ROI classification loss with the pseudo boxes' classes dropped (an ablation; see
-# modeling/unsup_losses.py soft_weighted_cls_loss), in place of "roi_cls".
+# "roi_objectness": the ROI classification loss with the pseudo boxes' classes dropped (see
+# modeling/unsup_losses.py soft_weighted_cls_loss), in place of "roi_cls"; the shapes 1% config uses it.
 UNSUP_LOSS_NAMES = UNSUP_LOSSES + ("roi_objectness",)
 PHOTOMETRIC_OPS = (
     "identity", "autocontrast", "equalize", "solarize", "color",
@@ -42,8 +42,8 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.JITTER_SCALE = 0.06
     # Factor of every unsupervised loss (the paper's partial-COCO value; the full-COCO config sets its own).
     st.UNSUP_WEIGHT = 4.0
-    # Unsupervised losses the student gets, a subset of UNSUP_LOSS_NAMES ("rpn" is both RPN losses; "roi_objectness"
-    # for "roi_cls" ignores the pseudo classes, as the shapes 1% config does).
+    # Unsupervised losses the student gets, a subset of UNSUP_LOSS_NAMES ("rpn" is both RPN losses; "roi_objectness" in
+    # place of "roi_cls": the ROI classification loss without the pseudo boxes' classes, as in the shapes 1% config).
     st.UNSUP_LOSSES = UNSUP_LOSSES
     # Final EMA momentum of the teacher; it warms up from 0 (a copy of the student), see engine/hooks.py TeacherEMA.
     st.EMA_MOMENTUM = 0.999

@@ -173,6 +173,17 @@ def test_a_run_folder_trained_with_other_soft_teacher_settings_is_refused_but_on
     assert branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
 
+def test_soft_teacher_settings_that_do_not_change_training_or_a_supervised_run_do_not_refuse_a_folder(tmp_path):
+    output = tmp_path / "out"
+    for run, change in ((SOFT_1, ("EVAL_MODEL", "student")), (SUP_1, ("CLS_PSEUDO_THRESH", 0.5))):
+        folder = output / run.name
+        folder.mkdir(parents=True)
+        saved = run.run.config(BRANCH_AT_2)
+        setattr(saved.SOFT_TEACHER, *change)
+        (folder / "config.yaml").write_text(saved.dump())
+        assert branch_runs.saved_config_differences(str(folder), run.run.config(BRANCH_AT_2)) == []
+
+
 def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_path):
     output = tmp_path / "out"
     launch = FakeLauncher()
@@ -283,14 +294,15 @@ def test_speed_benchmark_holds_the_learning_rate_at_the_warmup_start_so_a_random
 
 def _import_speed_from_a_wheel_like_install(tmp_path, cwd):
     """Import soft_teacher.benchmark.speed from a copy of the package with no checkout around it, run in ``cwd``
-    (``-P``: the current folder is not put on the import path, as for a tool run from the checkout)."""
+    by a script outside it (so the current folder is not on the import path, as for a tool in ``tools/``)."""
     site = tmp_path / "site-packages"
     shutil.copytree(os.path.join(REPO_ROOT, "soft_teacher"), site / "soft_teacher",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    probe = tmp_path / "probe" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("import soft_teacher.benchmark.speed as s\nprint(s.__file__)\nprint(s.CONFIGS['soft_teacher'])\n")
     env = dict(os.environ, PYTHONPATH=str(site))
-    code = "import soft_teacher.benchmark.speed as s; print(s.__file__); print(s.CONFIGS['soft_teacher'])"
-    return subprocess.run([sys.executable, "-P", "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, str(probe)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_benchmarks_installed_from_a_wheel_read_the_configs_of_the_checkout_they_are_run_from(tmp_path):

@@ -10,17 +10,19 @@ iteration spent waiting for data, with the real mappers and ``DATALOADER.NUM_WOR
 per stream (Detectron2's default, 4). Targets: Soft Teacher at most 1.5x the supervised
 iteration, data time under 5% of the iteration.
 
-COCO is not needed: the images are the shapes set's, enlarged to COCO's usual 640 x 480 and
-stored as JPEG (so reading and decoding cost what COCO's do), with their boxes scaled alike and
-COCO's 80 classes in the model. The weights are random (nothing is downloaded); the backbone's
-frozen BatchNorm layers get the statistics of their inputs on two images (a random ResNet-50
-without them overflows), which changes values, not the work done. A random teacher scores every
-class about 1/81 and passes no threshold; so that the pseudo-labelling path (box jitter, moving
-boxes between views, the unsupervised losses on pseudo boxes) runs under load, one class's logit is
-raised in the student before the teacher copies it (``make_one_class_confident``): each proposal then
-gives one confident detection, and the config's thresholds, NMS and ``TEST.DETECTIONS_PER_IMAGE``
-(``--candidates``) leave at most that many candidates per image. The report gives the pseudo boxes
-per unlabeled image that reached the losses. The learning rate stays at the warm-up's first value.
+COCO is not needed: the images are the shapes set's, enlarged to COCO's usual 640 x 480 and stored
+as JPEG (so reading and decoding cost what COCO's do), with their boxes scaled alike and COCO's 80
+classes in the model. The weights are random (nothing is downloaded); the backbone's frozen
+BatchNorm layers get the statistics of their inputs on two images (a random ResNet-50 without them
+overflows), which changes values, not the work done. A random teacher scores every class about 1/81
+and passes no threshold; so that the pseudo-labelling path (box jitter, moving boxes between views,
+the unsupervised RPN and classification losses on pseudo boxes) runs under load, one class's logit
+is raised in the student before the teacher copies it (``make_one_class_confident``): each proposal
+then gives one confident detection, and the config's thresholds, NMS and
+``TEST.DETECTIONS_PER_IMAGE`` (``--candidates``) leave at most that many candidates per image. The
+report gives the pseudo boxes per unlabeled image that reached the classification loss (and the
+RPN's; a random regressor is too uncertain for any to pass the regression filter). The learning rate
+stays at the warm-up's first value.
 Each setting runs in a fresh process (clean memory statistics and data workers); the timing is
 ``soft_teacher.benchmark.speed``.
 

@@ -38,7 +38,8 @@ from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
 from .checkout import CHECKOUT
 
 __all__ = [
-    "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler",
+    "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run",
+    "RunProcess", "Scheduler",
     "ap_curve", "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name",
     "final_box_ap", "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats",
     "saved_config_differences", "start_branch",
@@ -57,9 +58,11 @@ SHARED_KEYS = tuple(f"SOLVER.{key}" for key in SHARED_SOLVER_KEYS) + (
     "MODEL.RPN", "MODEL.ROI_HEADS", "MODEL.ROI_BOX_HEAD", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD")
 # Keys on which a run folder's saved config.yaml must agree with the run's config before the folder is read as
 # finished or resumed: a folder of another schedule, data, seed or method setting would otherwise pass for this
-# run. Of a section (SOFT_TEACHER), the keys both configs have: a key added since did not exist for that run.
-RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER",
-               "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
+# run. Of a section, the keys both configs have (a key added since did not exist for that run), less those
+# that do not change training; the SOFT_TEACHER section only for Soft Teacher runs.
+RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER.BURN_IN_ITERS",
+               "SOFT_TEACHER", "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
+NOT_TRAINING_KEYS = ("SOFT_TEACHER.EVAL_MODEL", "SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
 STATUS_SECONDS = 60
@@ -190,12 +193,15 @@ def saved_config_differences(output_dir: str, cfg) -> List[str]:
         saved = yaml.safe_load(f) or {}
     differences = []
     for key in RESUME_KEYS:
+        if key == "SOFT_TEACHER" and cfg.MODEL.META_ARCHITECTURE != "SoftTeacher":
+            continue
         value = saved
         for name in key.split("."):
             value = value.get(name) if isinstance(value, dict) else None
         if isinstance(value, dict):  # a section: the keys both configs have
             section = _get(cfg, key)
-            pairs = [(f"{key}.{name}", v, section[name]) for name, v in value.items() if name in section]
+            pairs = [(f"{key}.{name}", v, section[name]) for name, v in value.items()
+                     if name in section and f"{key}.{name}" not in NOT_TRAINING_KEYS + RESUME_KEYS]
         else:
             pairs = [(key, value, _get(cfg, key))]
         for name, saved_value, now in pairs:

@@ -40,7 +40,7 @@ CONFIGS = {
 LABELED, UNLABELED = "speed_benchmark_labeled", "speed_benchmark_unlabeled"
 COCO_SIZE = (640, 480)  # width, height of a typical COCO image
 TARGET_RATIO = 1.5
-# Added to one class's logit: with near-zero random weights its score is e^8 / (e^8 + 81) = 0.97 on every proposal,
+# Added to one class's logit: with near-zero random weights its score is e^8 / (e^8 + 80) = 0.97 on every proposal,
 # above the classification threshold (0.9), and every other class scores about 3e-4.
 CONFIDENT_LOGIT = 8.0
 TARGET_DATA_SHARE = 0.05
@@ -112,8 +112,7 @@ def make_one_class_confident(detector, class_index: int = 0, logit: float = CONF
     neither the box head's test threshold (0.05) nor the pseudo-label thresholds, and no pseudo box would
     reach the losses. With one class confident, each RPN proposal gives one detection of that class and
     the config's thresholds, NMS and ``TEST.DETECTIONS_PER_IMAGE`` decide the candidates, as for a trained
-    teacher. (Score threshold 0, this benchmark's earlier way, let all 80 x 1000 class boxes per image
-    into the box head's NMS, which torchvision then runs class by class: a load no trained teacher has.)
+    teacher, and the box head's NMS sees one box per proposal rather than one per class and proposal.
     """
     detector.roi_heads.box_predictor.cls_score.bias[class_index] += logit
 
@@ -147,9 +146,10 @@ def benchmark_config(method: str, amp: bool, warmup: int, iters: int, candidates
 
     The learning rate is held at the warm-up's first value, BASE_LR x WARMUP_FACTOR, where a real run
     spends its first iterations. Detectron2 fits the warm-up into MAX_ITER, so the benchmark's few
-    iterations would otherwise climb to the full rate within them, and a random R50 then diverges
-    (both Soft Teacher settings on an H100, at iterations 13 and 21). The rate's value does not change the
-    work an iteration does.
+    iterations would otherwise climb to the full rate within them (the 8-GPU BASE_LR, unscaled:
+    ``SOLVER.REFERENCE_WORLD_SIZE 0``), and a random R50 then diverges (both Soft Teacher settings on an
+    H100, at iterations 13 and 21). The rate's value does not change the work an iteration does. A
+    ``SOLVER.BASE_LR`` in ``opts`` is held at its own warm-up value alike.
     """
     batch = ["SOLVER.IMS_PER_BATCH", "1", "SOLVER.IMS_PER_BATCH_UNLABELED", "4"] if method == "soft_teacher" \
         else ["SOLVER.IMS_PER_BATCH", "5"]
@@ -178,14 +178,17 @@ def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, op
     mapper = LabeledDatasetMapper(cfg, is_train=True)
     calibrate_frozen_batchnorm(getattr(model, "student", model), [mapper(d) for d in DatasetCatalog.get(LABELED)[:2]])
     if method == "soft_teacher":
-        make_one_class_confident(model.student)  # before the copy: the EMA's first update copies the student
+        # in the student, then copied: the EMA pulls the teacher toward the student every step, so a logit
+        # raised in the teacher alone would fade
+        make_one_class_confident(model.student)
         copy_student_to_teacher(model.teacher, model.student)
     timer = StepTimer(warmup)
     trainer.register_hooks([timer])
     trainer.train()
     data_times = [value for value, iteration in trainer.storage.history("data_time").values() if iteration >= warmup]
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
-    pseudo = trainer.storage.history("pseudo/boxes_per_image_cls").values() if method == "soft_teacher" else []
+    pseudo_history = trainer.storage.histories().get("pseudo/boxes_per_image_cls")
+    pseudo = [value for value, iteration in pseudo_history.values() if iteration >= warmup] if pseudo_history else []
     return {
         "method": method,
         "amp": amp,
@@ -200,7 +203,8 @@ def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, op
         "long_side_max": cfg.INPUT.MAX_SIZE_TRAIN,
         "device": cfg.MODEL.DEVICE,
         "candidates_per_image": candidates if method == "soft_teacher" else None,
-        # the load the pseudo-labelling ran under: mean pseudo boxes per unlabeled image reaching the losses
+        # the load the pseudo-labelling ran under: mean pseudo boxes per unlabeled image reaching the
+        # classification loss (score >= CLS_PSEUDO_THRESH) over the timed iterations
         "pseudo_boxes_per_image": statistics.mean(v for v, _ in pseudo) if pseudo else None,
     }
 
@@ -228,7 +232,7 @@ def markdown(results: Dict, command: str) -> str:
         label = "Soft Teacher, 1 labeled + 4 unlabeled" if r["method"] == "soft_teacher" else "supervised, 5 labeled"
         memory = "n/a (CPU)" if r.get("peak_memory_mib") is None else f"{r['peak_memory_mib']:.0f}"
         share = f"{100 * r['data_time_share']:.1f}%" if "data_time_share" in r else "n/a"
-        pseudo = "" if r.get("pseudo_boxes_per_image") is None else f"{r['pseudo_boxes_per_image']:.1f}"
+        pseudo = "n/a" if r.get("pseudo_boxes_per_image") is None else f"{r['pseudo_boxes_per_image']:.1f}"
         rows.append([label, "AMP" if r["amp"] else "fp32", _ms(r), memory, share, pseudo])
     ratio_lines = []
     for precision, ratio in results["ratios"].items():
@@ -253,7 +257,7 @@ def markdown(results: Dict, command: str) -> str:
         "",
         markdown_table(
             ["iteration", "precision", "median ms / iteration", "peak GPU memory (MiB)", "data time",
-             "pseudo boxes / unlabeled image"], rows),
+             "classification pseudo boxes / unlabeled image"], rows),
         "",
         *ratio_lines,
         data_line,

@@ -45,16 +45,17 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
         return
     pairs = _paired(teacher.named_parameters(), student.named_parameters())
     pairs += _paired(teacher.named_buffers(), student.named_buffers())
-    averaged = [(t, s.detach()) for t, s in pairs if t.is_floating_point()]
+    averaged, copied = [], []
+    for pair in pairs:
+        (averaged if pair[0].is_floating_point() else copied).append(pair)
     if averaged:
-        # Multi-tensor ops: a handful of kernel launches for the whole model instead of two per tensor
+        # Multi-tensor ops: a few kernel launches for the whole model instead of two per tensor
         # (an R50-FPN has about 300 parameters and buffers); the arithmetic is the same.
         teacher_tensors, student_tensors = map(list, zip(*averaged))
         torch._foreach_mul_(teacher_tensors, momentum)
         torch._foreach_add_(teacher_tensors, student_tensors, alpha=1.0 - momentum)
-    for t, s in pairs:
-        if not t.is_floating_point():
-            t.copy_(s)
+    for t, s in copied:
+        t.copy_(s)
 
 
 @torch.no_grad()

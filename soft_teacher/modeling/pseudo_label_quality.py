@@ -57,7 +57,7 @@ def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thr
     iou = same_class_iou(pseudo_labels, annotations).cpu()
     unmatched = torch.ones(len(annotations), dtype=torch.bool)
     matched = torch.zeros(len(pseudo_labels), dtype=torch.bool)
-    for index in pseudo_labels.scores.argsort(descending=True).tolist():
+    for index in pseudo_labels.scores.cpu().argsort(descending=True).tolist():
         candidates = torch.where(unmatched, iou[index], torch.full_like(iou[index], -1.0))
         if len(candidates) and candidates.max() >= iou_thresh:
             unmatched[candidates.argmax()] = False
