@@ -205,7 +205,7 @@ def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, op
         "candidates_per_image": candidates if method == "soft_teacher" else None,
         # the load the pseudo-labelling ran under: mean pseudo boxes per unlabeled image reaching the
         # classification loss (score >= CLS_PSEUDO_THRESH) over the timed iterations
-        "pseudo_boxes_per_image": statistics.mean(v for v, _ in pseudo) if pseudo else None,
+        "pseudo_boxes_per_image": statistics.mean(pseudo) if pseudo else None,
     }
 
 
