@@ -25,6 +25,12 @@ def _paired(teacher_items: Iterator[Tuple[str, torch.Tensor]], student_items: It
     return [(t, s) for (_, t), (_, s) in zip(teacher_items, student_items)]
 
 
+def _state_pairs(teacher: nn.Module, student: nn.Module):
+    """``(teacher tensor, student tensor)`` of every parameter, then every buffer, paired by name."""
+    return (_paired(teacher.named_parameters(), student.named_parameters())
+            + _paired(teacher.named_buffers(), student.named_buffers()))
+
+
 def ema_momentum(momentum: float, num_updates: int) -> float:
     """``m_k`` after ``k = num_updates`` earlier updates: 0 (a copy of the student), 1/2, 2/3, ... <= ``momentum``."""
     if num_updates < 0:
@@ -43,10 +49,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     if momentum == 0.0:
         copy_student_to_teacher(teacher, student)
         return
-    pairs = _paired(teacher.named_parameters(), student.named_parameters())
-    pairs += _paired(teacher.named_buffers(), student.named_buffers())
     averaged, copied = [], []
-    for pair in pairs:
+    for pair in _state_pairs(teacher, student):
         (averaged if pair[0].is_floating_point() else copied).append(pair)
     if averaged:
         # Multi-tensor ops: a few kernel launches for the whole model instead of two per tensor
@@ -61,7 +65,5 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 @torch.no_grad()
 def copy_student_to_teacher(teacher: nn.Module, student: nn.Module) -> None:
     """In place: every teacher parameter and buffer becomes the student's (e.g. loading a plain checkpoint)."""
-    pairs = _paired(teacher.named_parameters(), student.named_parameters())
-    pairs += _paired(teacher.named_buffers(), student.named_buffers())
-    for t, s in pairs:
+    for t, s in _state_pairs(teacher, student):
         t.copy_(s)
