@@ -48,7 +48,7 @@ def test_make_targets_and_variables_exist(command):
 def test_readme_has_train_net_and_tool_commands():
     assert len(TRAIN_NET) >= 6 and {argv[0] for argv in TOOLS} >= {
         "tools/make_coco_splits.py", "tools/export_teacher.py", "tools/visualize_pseudo_labels.py",
-        "tools/plot_metrics.py"}
+        "tools/plot_metrics.py", "tools/class_agnostic_ap.py"}
 
 
 @pytest.mark.parametrize("argv", TRAIN_NET, ids=lambda argv: " ".join(argv)[:80])

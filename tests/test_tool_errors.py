@@ -19,6 +19,8 @@ BAD_INPUTS = {
     "measure_pseudo_labels": (["--config-file", "{missing}/config.yaml", "--checkpoint", "{tmp}/model.pth",
                                "--dataset", "shapes_val"], "{missing}/config.yaml"),
     "plot_metrics": (["{missing}/run"], "{missing}/run"),
+    "class_agnostic_ap": (["--dataset", "shapes_val", "{missing}/coco_instances_results.json"],
+                          "{missing}/coco_instances_results.json"),
     "run_demo": (["--config-file", "{missing}/config.yaml", "--output", "{tmp}/demo"], "{missing}/config.yaml"),
 }
 
