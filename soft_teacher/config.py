@@ -16,7 +16,7 @@ EVAL_MODELS = ("teacher", "student", "both")
 UNSUP_LOSSES = ("rpn", "roi_cls", "roi_reg")
 # "roi_objectness": the ROI classification loss with the pseudo boxes' classes dropped (see
 # modeling/unsup_losses.py soft_weighted_cls_loss), in place of "roi_cls"; the shapes 1% config uses it.
-UNSUP_LOSS_NAMES = UNSUP_LOSSES + ("roi_objectness", "roi_soft_classes")
+UNSUP_LOSS_NAMES = UNSUP_LOSSES + ("roi_objectness",)
 PHOTOMETRIC_OPS = (
     "identity", "autocontrast", "equalize", "solarize", "color",
     "contrast", "brightness", "sharpness", "posterize",

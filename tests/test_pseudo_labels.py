@@ -13,7 +13,7 @@ from soft_teacher.modeling.pseudo_labels import (
     jitter_uncertainty,
     regression_uncertainty,
     split_pseudo_labels,
-    teacher_class_probs,
+    teacher_background_probs,
     teacher_detections,
     teacher_pseudo_labels,
     training_proposal_counts,
@@ -203,15 +203,15 @@ def test_pseudo_labelling_refuses_a_teacher_in_train_mode(teacher):
         teacher_pseudo_labels(teacher, random_views(1), 0.5, 10, 0.06)
 
 
-def test_class_probabilities_are_the_teachers_softmax_with_background_last(teacher):
+def test_background_probability_is_the_teachers_softmax_background_column(teacher):
     cls_score = teacher.roi_heads.box_predictor.cls_score
     with torch.no_grad():
         cls_score.weight.zero_()
         cls_score.bias.copy_(torch.tensor([0.0, 0.0, math.log(2), math.log(4)]))  # softmax (1, 1, 2, 4) / 8
     views = random_views(2)
     boxes = [Boxes(torch.tensor([[10.0, 10, 40, 50]])), Boxes(torch.tensor([[0.0, 0, 20, 20], [5.0, 5, 100, 90]]))]
-    probs = teacher_class_probs(teacher.roi_heads, teacher_features(teacher, views), boxes)
-    assert probs.flatten().tolist() == pytest.approx([0.125, 0.125, 0.25, 0.5] * 3)
+    probs = teacher_background_probs(teacher.roi_heads, teacher_features(teacher, views), boxes)
+    assert probs.tolist() == pytest.approx([0.5, 0.5, 0.5])
 
 
 def test_split_puts_each_candidate_in_the_sets_its_score_and_uncertainty_pass():

@@ -160,12 +160,9 @@ def split_pseudo_labels(
 
 
 @torch.no_grad()
-def teacher_class_probs(
+def teacher_background_probs(
     roi_heads: StandardROIHeads, features: Dict[str, torch.Tensor], boxes: List[Boxes]
 ) -> torch.Tensor:
-    """``(R, K + 1)`` float32 softmax of the teacher's box head on the teacher-view ``boxes``, ``R = sum(R_i)``.
-
-    Column ``K`` is the background probability.
-    """
+    """``(R,)`` float32 softmax background probability of the teacher-view ``boxes``, ``R = sum(R_i)``."""
     logits, _ = box_head_predictions(roi_heads, features, boxes)
-    return F.softmax(logits.float(), dim=1)
+    return F.softmax(logits.float(), dim=1)[:, -1]

@@ -209,7 +209,7 @@ class SoftTeacher(nn.Module):
             features = self.student.backbone(images.tensor)
             proposals, rpn_losses = self.student.proposal_generator(images, features, rpn_sets)
             losses = rpn_losses if "rpn" in self.unsup_losses else {}
-            if {"roi_cls", "roi_objectness", "roi_soft_classes"} & set(self.unsup_losses):
+            if "roi_cls" in self.unsup_losses or "roi_objectness" in self.unsup_losses:
                 losses["loss_cls"] = unsup_roi_cls_loss(
                     self.student.roi_heads,
                     features,
@@ -220,7 +220,6 @@ class SoftTeacher(nn.Module):
                     student_to_teacher,
                     teacher_out.images.image_sizes,
                     class_agnostic="roi_objectness" in self.unsup_losses,
-                    soft_classes="roi_soft_classes" in self.unsup_losses,
                 )
             if "roi_reg" in self.unsup_losses:
                 losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)

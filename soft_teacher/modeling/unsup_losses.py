@@ -6,7 +6,7 @@ student's ``label_and_sample_proposals``: classification weighs a background pro
 teacher's background probability of the same region in the teacher view (the "soft teacher"),
 regression is Detectron2's box loss against the low-uncertainty pseudo boxes.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -16,7 +16,7 @@ from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import Boxes, Instances
 
 from .box_head import box_head_predictions
-from .pseudo_labels import teacher_class_probs
+from .pseudo_labels import teacher_background_probs
 from .view_geometry import transform_boxes
 
 
@@ -25,7 +25,6 @@ def soft_weighted_cls_loss(
     gt_classes: torch.Tensor,
     background_weights: torch.Tensor,
     class_agnostic: bool = False,
-    teacher_classes: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``sum(w_i * CE_i) / max(sum(w_i), 1)``, ``w_i`` 1 for foreground, ``background_weights[i]`` for background.
 
@@ -41,11 +40,6 @@ def soft_weighted_cls_loss(
         log_probs = F.log_softmax(pred_logits.float(), dim=1)
         log_foreground = torch.logsumexp(log_probs[:, :num_classes], dim=1)
         per_proposal = -torch.where(is_background, log_probs[:, num_classes], log_foreground)
-    elif teacher_classes is not None:
-        log_probs = F.log_softmax(pred_logits.float(), dim=1)
-        targets = teacher_classes / teacher_classes.sum(dim=1, keepdim=True).clamp(min=1e-6)
-        soft_ce = -(targets * log_probs[:, :num_classes]).sum(dim=1)
-        per_proposal = torch.where(is_background, -log_probs[:, num_classes], soft_ce)
     else:
         per_proposal = F.cross_entropy(pred_logits.float(), gt_classes, reduction="none")
     return (weights * per_proposal).sum() / weights.sum().clamp(min=1.0)
@@ -61,7 +55,6 @@ def unsup_roi_cls_loss(
     student_to_teacher: List[torch.Tensor],
     teacher_image_sizes: List[Tuple[int, int]],
     class_agnostic: bool = False,
-    soft_classes: bool = False,
 ) -> torch.Tensor:
     """The soft-teacher classification loss of the student's box head, times its ``loss_cls`` weight.
 
@@ -78,11 +71,9 @@ def unsup_roi_cls_loss(
         boxes = Boxes(transform_boxes(p.proposal_boxes.tensor, matrix))
         boxes.clip(size)
         boxes_in_teacher_view.append(boxes)
-    teacher_probs = teacher_class_probs(teacher_heads, teacher_features, boxes_in_teacher_view)
+    background_probs = teacher_background_probs(teacher_heads, teacher_features, boxes_in_teacher_view)
     gt_classes = cat([p.gt_classes for p in sampled], dim=0)
-    loss = soft_weighted_cls_loss(
-        logits, gt_classes, teacher_probs[:, -1], class_agnostic, teacher_probs[:, :-1] if soft_classes else None
-    )
+    loss = soft_weighted_cls_loss(logits, gt_classes, background_probs, class_agnostic)
     return loss * student_heads.box_predictor.loss_weight.get("loss_cls", 1.0)
 
 
