@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import REPO_ROOT, read_metrics, run_tool, write_metrics
 from soft_teacher.engine import ConfigError
@@ -283,6 +284,26 @@ def test_speed_benchmark_times_both_iterations_on_the_cpu_and_reports_their_rati
     assert 0 < by_method["soft_teacher"]["pseudo_boxes_per_image"] <= 3  # at most --candidates reach the losses
     ratio = by_method["soft_teacher"]["median_ms"] / by_method["supervised"]["median_ms"]
     assert results["ratios"]["fp32"] == pytest.approx(ratio)
+    # the teacher's forward, the jitter and the EMA come on top of the student's steps
+    assert by_method["soft_teacher"]["ops_per_step"] > by_method["supervised"]["ops_per_step"] > 0
+
+
+class _FakeTrainer:
+    iter = 0
+
+
+@pytest.mark.parametrize("counted_iteration, expected", [(1, 3), (2, 5), (7, None)])
+def test_op_counter_counts_the_ops_of_its_iteration_only(counted_iteration, expected):
+    counter = speed.OpCounter(iteration=counted_iteration)
+    counter.trainer = _FakeTrainer()
+    x = torch.ones(4)
+    for iteration, adds in ((0, 0), (1, 3), (2, 5)):
+        counter.trainer.iter = iteration
+        counter.before_step()
+        for _ in range(adds):
+            x = x + 1
+        counter.after_step()
+    assert counter.count == expected
 
 
 def test_speed_benchmark_holds_the_learning_rate_at_the_warmup_start_so_a_random_r50_cannot_diverge():

@@ -5,9 +5,10 @@ Per GPU, Soft Teacher trains on 1 labeled + 4 unlabeled images (``configs/coco/s
 and the supervised baseline on 5 labeled images (``configs/coco/supervised_R50_FPN_10pct.yaml``),
 both at short side 800 / long side 1333, with and without mixed precision. Reported per setting:
 the median milliseconds per iteration (the trainer's whole step: loading, forward, backward,
-optimizer, hooks such as the teacher's EMA), the peak GPU memory, and the share of the
+optimizer, hooks such as the teacher's EMA), the peak GPU memory, the share of the
 iteration spent waiting for data, with the real mappers and ``DATALOADER.NUM_WORKERS`` workers
-per stream (Detectron2's default, 4). Targets: Soft Teacher at most 1.5x the supervised
+per stream (Detectron2's default, 4), and the aten ops dispatched in the last warm-up iteration
+(each at least one kernel launch on a GPU; a CPU run counts them too). Targets: Soft Teacher at most 1.5x the supervised
 iteration, data time under 5% of the iteration.
 
 COCO is not needed: the images are the shapes set's, enlarged to COCO's usual 640 x 480 and stored

@@ -1,11 +1,11 @@
 """The speed benchmark: one Soft Teacher iteration against one supervised iteration, R50-FPN at COCO scale.
 
 :func:`measure` trains a few iterations of one setting (method, mixed precision or not) in this
-process and times each whole trainer step (:class:`StepTimer`); the images are the shapes set's,
-enlarged to COCO's 640 x 480 JPEGs (:func:`register_speed_sets`), the weights random with
-calibrated frozen BatchNorm statistics (:func:`calibrate_frozen_batchnorm`), and one class made confident
-(:func:`make_one_class_confident`) so that the teacher's detections pass the config's thresholds and
-pseudo-labelling runs under load.
+process, times each whole trainer step (:class:`StepTimer`) and counts the ops of one (:class:`OpCounter`);
+the images are the shapes set's, enlarged to COCO's 640 x 480 JPEGs (:func:`register_speed_sets`), the
+weights random with calibrated frozen BatchNorm statistics (:func:`calibrate_frozen_batchnorm`), and one
+class made confident (:func:`make_one_class_confident`) so that the teacher's detections pass the config's
+thresholds and pseudo-labelling runs under load.
 ``tools/benchmark_speed.py`` is the command line; it runs each setting in a fresh process.
 """
 import os
@@ -21,6 +21,7 @@ from detectron2.engine import HookBase
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.structures import BoxMode
 from detectron2.utils.logger import setup_logger
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from soft_teacher.data import LabeledDatasetMapper
 from soft_teacher.engine import SoftTeacherTrainer, load_config, unwrap_model
@@ -29,7 +30,7 @@ from soft_teacher.modeling import copy_student_to_teacher
 from .checkout import CHECKOUT
 from .report import machine_line, markdown_table
 
-__all__ = ["CONFIGS", "CONFIDENT_LOGIT", "StepTimer", "benchmark_config", "calibrate_frozen_batchnorm",
+__all__ = ["CONFIGS", "CONFIDENT_LOGIT", "OpCounter", "StepTimer", "benchmark_config", "calibrate_frozen_batchnorm",
            "make_one_class_confident", "markdown", "measure", "register_speed_sets", "setting_name", "speed_ratios",
            "write_coco_sized_images"]
 
@@ -141,6 +142,42 @@ class StepTimer(HookBase):
             self.seconds.append(time.perf_counter() - self._start)
 
 
+class _CountOps(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is active (in this thread, and in autograd's backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+class OpCounter(HookBase):
+    """Aten ops dispatched in the whole training step ``iteration`` (every hook's part included).
+
+    On a GPU each op is at least one kernel launch, so the count tracks what a step of short kernels
+    costs, and it can be taken on a CPU. Counting slows that step: give it an untimed one. Ops that
+    DataLoader worker processes run are not counted.
+    """
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+        self.count: Optional[int] = None
+        self._mode: Optional[_CountOps] = None
+
+    def before_step(self):
+        if self.trainer.iter == self.iteration:
+            self._mode = _CountOps()
+            self._mode.__enter__()
+
+    def after_step(self):
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self.count, self._mode = self._mode.count, None
+
+
 def benchmark_config(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str]):
     """The config of one timed setting: the COCO R50-FPN config at 800/1333, one GPU's batch.
 
@@ -183,7 +220,9 @@ def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, op
         make_one_class_confident(model.student)
         copy_student_to_teacher(model.teacher, model.student)
     timer = StepTimer(warmup)
-    trainer.register_hooks([timer])
+    # both last, so that their steps hold every other hook's; the ops of the last warm-up step, untimed
+    op_counter = OpCounter(warmup - 1)
+    trainer.register_hooks([op_counter, timer])
     trainer.train()
     data_times = [value for value, iteration in trainer.storage.history("data_time").values() if iteration >= warmup]
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
@@ -206,6 +245,8 @@ def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, op
         # the load the pseudo-labelling ran under: mean pseudo boxes per unlabeled image reaching the
         # classification loss (score >= CLS_PSEUDO_THRESH) over the timed iterations
         "pseudo_boxes_per_image": statistics.mean(pseudo) if pseudo else None,
+        # aten ops dispatched in the last warm-up iteration (None without warm-up)
+        "ops_per_step": op_counter.count,
     }
 
 
@@ -233,7 +274,8 @@ def markdown(results: Dict, command: str) -> str:
         memory = "n/a (CPU)" if r.get("peak_memory_mib") is None else f"{r['peak_memory_mib']:.0f}"
         share = f"{100 * r['data_time_share']:.1f}%" if "data_time_share" in r else "n/a"
         pseudo = "n/a" if r.get("pseudo_boxes_per_image") is None else f"{r['pseudo_boxes_per_image']:.1f}"
-        rows.append([label, "AMP" if r["amp"] else "fp32", _ms(r), memory, share, pseudo])
+        ops = "n/a" if r.get("ops_per_step") is None else f"{r['ops_per_step']:,}"
+        rows.append([label, "AMP" if r["amp"] else "fp32", _ms(r), memory, share, pseudo, ops])
     ratio_lines = []
     for precision, ratio in results["ratios"].items():
         verdict = "n/a" if ratio is None else ("met" if ratio <= TARGET_RATIO else "not met")
@@ -257,7 +299,7 @@ def markdown(results: Dict, command: str) -> str:
         "",
         markdown_table(
             ["iteration", "precision", "median ms / iteration", "peak GPU memory (MiB)", "data time",
-             "classification pseudo boxes / unlabeled image"], rows),
+             "classification pseudo boxes / unlabeled image", "aten ops / step"], rows),
         "",
         *ratio_lines,
         data_line,
