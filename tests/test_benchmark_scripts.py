@@ -185,6 +185,14 @@ def test_soft_teacher_settings_that_do_not_change_training_or_a_supervised_run_d
         assert branch_runs.saved_config_differences(str(folder), run.run.config(BRANCH_AT_2)) == []
 
 
+def test_a_supervised_folder_saved_with_another_student_view_is_read(tmp_path):
+    """A supervised run never builds the student view: keys of it that changed since do not refuse it."""
+    saved = SUP_1.run.config(BRANCH_AT_2)
+    saved.INPUT.STRONG_GEOMETRIC_OPS = ("rotate", "shear")
+    (tmp_path / "config.yaml").write_text(saved.dump())
+    assert branch_runs.saved_config_differences(str(tmp_path), SUP_1.run.config(BRANCH_AT_2)) == []
+
+
 def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_path):
     output = tmp_path / "out"
     launch = FakeLauncher()
@@ -217,6 +225,27 @@ def test_a_branch_whose_twin_trains_another_schedule_or_data_is_refused():
                            twin=SUP_1.run)
     problems = branch_runs.branch_problems([SUP_1.run, soft], BRANCH_AT_2)
     assert len(problems) == 1 and "SOLVER.GAMMA" in problems[0] and "DATASETS.TRAIN" in problems[0]
+
+
+def test_a_branch_may_set_its_own_student_view_but_not_the_labeled_views():
+    student_view = branch_runs.Run("soft", SOFT_1.run.config_file,
+                                   ("INPUT.STRONG_GEOMETRIC_OPS", "('translate_x',)", "INPUT.ERASE_MAX_FRAC", "0.1"),
+                                   twin=SUP_1.run)
+    assert branch_runs.branch_problems([SUP_1.run, student_view], BRANCH_AT_2) == []
+    labeled_view = branch_runs.Run("soft", SOFT_1.run.config_file, ("INPUT.MAX_SIZE_TRAIN", "100"), twin=SUP_1.run)
+    problems = branch_runs.branch_problems([SUP_1.run, labeled_view], BRANCH_AT_2)
+    assert len(problems) == 1 and "differ in INPUT" in problems[0]
+
+
+def test_a_run_folder_trained_with_another_student_view_is_refused(tmp_path):
+    output = tmp_path / "out"
+    folder = output / SOFT_1.name
+    folder.mkdir(parents=True)
+    saved = SOFT_1.run.config(BRANCH_AT_2)
+    saved.INPUT.STRONG_GEOMETRIC_OPS = ("rotate",)
+    (folder / "config.yaml").write_text(saved.dump())
+    with pytest.raises(ConfigError, match=r"(?s)another config.*INPUT.STRONG_GEOMETRIC_OPS: \['rotate'\] saved"):
+        branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
 
 
 def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
@@ -344,3 +373,9 @@ def test_the_1pct_benchmark_ignores_the_pseudo_classes_and_the_5pct_keeps_the_pa
     one, five = (BenchmarkRun("soft_teacher", p, 1).run.config([]).SOFT_TEACHER.UNSUP_LOSSES for p in (1, 5))
     assert tuple(one) == ("rpn", "roi_objectness", "roi_reg")
     assert tuple(five) == ("rpn", "roi_cls", "roi_reg")
+
+
+def test_the_1pct_benchmark_student_view_is_translated_only_and_the_5pct_also_rotates():
+    one, five = (BenchmarkRun("soft_teacher", p, 1).run.config([]).INPUT.STRONG_GEOMETRIC_OPS for p in (1, 5))
+    assert tuple(one) == ("translate_x", "translate_y")
+    assert tuple(five) == ("translate_x", "translate_y", "rotate")

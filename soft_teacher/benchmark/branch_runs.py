@@ -38,8 +38,8 @@ from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
 from .checkout import CHECKOUT
 
 __all__ = [
-    "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "TRAIN_NET", "Run",
-    "RunProcess", "Scheduler",
+    "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "STUDENT_VIEW_KEYS",
+    "TRAIN_NET", "Run", "RunProcess", "Scheduler",
     "ap_curve", "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name",
     "final_box_ap", "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats",
     "saved_config_differences", "start_branch",
@@ -56,12 +56,15 @@ SHARED_SOLVER_KEYS = ("MAX_ITER", "STEPS", "BASE_LR", "IMS_PER_BATCH", "WARMUP_I
 SHARED_KEYS = tuple(f"SOLVER.{key}" for key in SHARED_SOLVER_KEYS) + (
     "DATASETS.TRAIN", "INPUT", "MODEL.BACKBONE", "MODEL.RESNETS", "MODEL.FPN", "MODEL.ANCHOR_GENERATOR",
     "MODEL.RPN", "MODEL.ROI_HEADS", "MODEL.ROI_BOX_HEAD", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD")
+# INPUT keys of the student (strong) view alone, which a supervised run never uses: a branch may set its own.
+STUDENT_VIEW_KEYS = ("INPUT.STRONG_GEOMETRIC_OPS", "INPUT.STRONG_TRANSLATE_FRAC", "INPUT.STRONG_ROTATE_DEG",
+                     "INPUT.STRONG_SHEAR_DEG", "INPUT.ERASE_COUNT", "INPUT.ERASE_MAX_FRAC")
 # Keys on which a run folder's saved config.yaml must agree with the run's config before the folder is read as
 # finished or resumed: a folder of another schedule, data, seed or method setting would otherwise pass for this
 # run. Of a section, the keys both configs have (a key added since did not exist for that run), less those
-# that do not change training; the SOFT_TEACHER section only for Soft Teacher runs.
+# that do not change training; the SOFT_TEACHER section and the student view only for Soft Teacher runs.
 RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER.BURN_IN_ITERS",
-               "SOFT_TEACHER", "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
+               "SOFT_TEACHER", "INPUT.STRONG_GEOMETRIC_OPS", "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
 NOT_TRAINING_KEYS = ("SOFT_TEACHER.EVAL_MODEL", "SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
@@ -179,6 +182,14 @@ def _get(cfg, dotted_key: str):
     return cfg
 
 
+def _shared_part(cfg, dotted_key: str):
+    """``_get(cfg, dotted_key)``, a section without its :data:`STUDENT_VIEW_KEYS`."""
+    value = _get(cfg, dotted_key)
+    if not isinstance(value, dict):
+        return value
+    return {name: v for name, v in value.items() if f"{dotted_key}.{name}" not in STUDENT_VIEW_KEYS}
+
+
 def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
@@ -193,7 +204,7 @@ def saved_config_differences(output_dir: str, cfg) -> List[str]:
         saved = yaml.safe_load(f) or {}
     differences = []
     for key in RESUME_KEYS:
-        if key == "SOFT_TEACHER" and cfg.MODEL.META_ARCHITECTURE != "SoftTeacher":
+        if (key == "SOFT_TEACHER" or key in STUDENT_VIEW_KEYS) and cfg.MODEL.META_ARCHITECTURE != "SoftTeacher":
             continue
         value = saved
         for name in key.split("."):
@@ -230,7 +241,7 @@ def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
                 f"{run.name} branches at iteration {burn_in} (SOFT_TEACHER.BURN_IN_ITERS) from "
                 f"{run.twin.name}/{checkpoint_name(burn_in - 1)}, but the supervised SOLVER.CHECKPOINT_PERIOD "
                 f"{period} saves only model_{{k*{period}-1:07d}}.pth: make BURN_IN_ITERS a multiple of the period.")
-        differing = [key for key in SHARED_KEYS if _get(soft, key) != _get(sup, key)]
+        differing = [key for key in SHARED_KEYS if _shared_part(soft, key) != _shared_part(sup, key)]
         if differing:
             problems.append(f"{run.name} and {run.twin.name} differ in {', '.join(differing)}: the branch "
                             "continues the supervised detector, data, optimizer and LR schedule, so they must agree.")
