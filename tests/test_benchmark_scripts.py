@@ -246,6 +246,14 @@ def test_a_run_folder_trained_with_another_student_view_is_refused(tmp_path):
     (folder / "config.yaml").write_text(saved.dump())
     with pytest.raises(ConfigError, match=r"(?s)another config.*INPUT.STRONG_GEOMETRIC_OPS: \['rotate'\] saved"):
         branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
+    saved.INPUT.STRONG_GEOMETRIC_OPS = SOFT_1.run.config(BRANCH_AT_2).INPUT.STRONG_GEOMETRIC_OPS
+    saved.INPUT.ERASE_MAX_FRAC = 0.5
+    (folder / "config.yaml").write_text(saved.dump())
+    with pytest.raises(ConfigError, match=r"(?s)another config.*INPUT.ERASE_MAX_FRAC: 0.5 saved"):
+        branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
+    del saved.INPUT["ERASE_MAX_FRAC"]  # a run from before the key existed
+    (folder / "config.yaml").write_text(saved.dump())
+    assert branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
 
 def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
@@ -333,6 +341,16 @@ def test_op_counter_counts_the_ops_of_its_iteration_only(counted_iteration, expe
             x = x + 1
         counter.after_step()
     assert counter.count == expected
+
+
+def test_op_counter_leaves_no_counting_mode_active_after_a_step_that_raised():
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+    counter = speed.OpCounter(iteration=0)
+    counter.trainer = _FakeTrainer()
+    counter.before_step()
+    assert _get_current_dispatch_mode() is not None
+    counter.after_train()  # Detectron2 skips after_step when run_step raises
+    assert _get_current_dispatch_mode() is None and counter.count is None
 
 
 def test_speed_benchmark_holds_the_learning_rate_at_the_warmup_start_so_a_random_r50_cannot_diverge():

@@ -33,6 +33,12 @@ def test_merging_keeps_the_best_of_an_object_found_once_per_class_and_every_sepa
     assert {d["category_id"] for d in merged} == {1}
 
 
+def test_merging_reads_the_boxes_as_xywh():
+    # IoU 0.43 as XYWH (both kept); read as XYXY the two boxes would overlap at IoU 0.6 and one would go
+    side_by_side = [detection(7, 1, [0, 0, 30, 30], 0.9), detection(7, 2, [12, 0, 30, 30], 0.8)]
+    assert len(merge_classes(side_by_side)) == 2
+
+
 def test_objects_found_with_the_wrong_classes_score_zero_class_aware_and_full_class_agnostic():
     swapped = [detection(7, 2, [10, 10, 20, 20], 0.9), detection(8, 1, [30, 20, 16, 24], 0.8)]
     figures = class_aware_and_agnostic_ap(GROUND_TRUTH, swapped)
@@ -44,9 +50,11 @@ def test_no_detections_score_zero():
     assert box_ap(GROUND_TRUTH, []) == {"AP": 0.0, "AP50": 0.0, "AR100": 0.0}
 
 
-def test_detections_of_images_outside_the_ground_truth_are_refused():
+def test_detections_of_images_or_categories_outside_the_ground_truth_are_refused():
     with pytest.raises(ValueError, match="1 image ids of the detections are not in the ground truth .first: 99"):
         box_ap(GROUND_TRUTH, [detection(99, 1, [0, 0, 5, 5], 0.5)])
+    with pytest.raises(ValueError, match="1 category ids of the detections are not in the ground truth .first: 0"):
+        box_ap(GROUND_TRUTH, [detection(7, 0, [0, 0, 5, 5], 0.5)])
 
 
 def test_tool_reports_both_figures_of_each_file_on_a_dataset_its_config_registers(tmp_path):

@@ -8,8 +8,8 @@ the median milliseconds per iteration (the trainer's whole step: loading, forwar
 optimizer, hooks such as the teacher's EMA), the peak GPU memory, the share of the
 iteration spent waiting for data, with the real mappers and ``DATALOADER.NUM_WORKERS`` workers
 per stream (Detectron2's default, 4), and the aten ops dispatched in the last warm-up iteration
-(each at least one kernel launch on a GPU; a CPU run counts them too). Targets: Soft Teacher at most 1.5x the supervised
-iteration, data time under 5% of the iteration.
+(on a GPU most launch a kernel, so the count roughly tracks launches; a CPU run counts them too).
+Targets: Soft Teacher at most 1.5x the supervised iteration, data time under 5% of the iteration.
 
 COCO is not needed: the images are the shapes set's, enlarged to COCO's usual 640 x 480 and stored
 as JPEG (so reading and decoding cost what COCO's do), with their boxes scaled alike and COCO's 80

@@ -34,7 +34,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dataset", required=True, help="registered dataset the detections were made on")
     parser.add_argument("--config-file", metavar="FILE",
                         help="a config whose DATASETS.CUSTOM_COCO registers --dataset (not needed for built-in sets)")
-    parser.add_argument("--nms-iou", type=float, default=0.5, help="IoU of the class-agnostic NMS (default 0.5)")
+    parser.add_argument("--nms-iou", type=float, default=0.5,
+                        help="IoU of the class-agnostic NMS (default 0.5; it also drops overlapping other objects)")
     parser.add_argument("--output", metavar="FILE", help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
@@ -61,10 +62,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results[path] = class_aware_and_agnostic_ap(ground_truth, path_detections, args.nms_iou)
             except ValueError as err:
                 raise ValueError(f"{path}: {err}") from None
+    except (KeyError, TypeError) as err:  # a detection without image_id, category_id, bbox or score
+        print(f"error: a detection lacks a field or has a malformed one ({err!r}): give an evaluation's "
+              "inference/coco_instances_results.json", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as err:  # ValueError includes ConfigError and bad JSON
         print(f"error: {err}", file=sys.stderr)
         return 2
-    width = max(len(path) for path in results)
+    width = max(len("predictions"), *(len(path) for path in results))
     names = list(FIGURES)
     print(f"{'predictions':<{width}}  " + "  ".join(f"{n:>6}" for n in names) + "  "
           + "  ".join(f"{'agn. ' + n:>11}" for n in names))

@@ -64,7 +64,7 @@ STUDENT_VIEW_KEYS = ("INPUT.STRONG_GEOMETRIC_OPS", "INPUT.STRONG_TRANSLATE_FRAC"
 # run. Of a section, the keys both configs have (a key added since did not exist for that run), less those
 # that do not change training; the SOFT_TEACHER section and the student view only for Soft Teacher runs.
 RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER.BURN_IN_ITERS",
-               "SOFT_TEACHER", "INPUT.STRONG_GEOMETRIC_OPS", "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED")
+               "SOFT_TEACHER", "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED") + STUDENT_VIEW_KEYS
 NOT_TRAINING_KEYS = ("SOFT_TEACHER.EVAL_MODEL", "SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
@@ -209,6 +209,8 @@ def saved_config_differences(output_dir: str, cfg) -> List[str]:
         value = saved
         for name in key.split("."):
             value = value.get(name) if isinstance(value, dict) else None
+        if value is None and key in STUDENT_VIEW_KEYS:  # a run from before the key existed
+            continue
         if isinstance(value, dict):  # a section: the keys both configs have
             section = _get(cfg, key)
             pairs = [(f"{key}.{name}", v, section[name]) for name, v in value.items()

@@ -155,11 +155,11 @@ class _CountOps(TorchDispatchMode):
 
 
 class OpCounter(HookBase):
-    """Aten ops dispatched in the whole training step ``iteration`` (every hook's part included).
+    """Aten ops dispatched in training step ``iteration``: the step and every hook's ``after_step`` (register it last).
 
-    On a GPU each op is at least one kernel launch, so the count tracks what a step of short kernels
-    costs, and it can be taken on a CPU. Counting slows that step: give it an untimed one. Ops that
-    DataLoader worker processes run are not counted.
+    On a GPU most ops launch a kernel (views and other metadata ops do not; ops on CPU copies count too), so
+    the count roughly tracks what a step of short kernels costs, and it can be taken on a CPU. Counting slows
+    that step: give it an untimed one. Ops that DataLoader worker processes run are not counted.
     """
 
     def __init__(self, iteration: int):
@@ -176,6 +176,12 @@ class OpCounter(HookBase):
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             self.count, self._mode = self._mode.count, None
+
+    def after_train(self):
+        """A step that raised skips ``after_step``: leave no counting mode active in the process."""
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
 
 
 def benchmark_config(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str]):

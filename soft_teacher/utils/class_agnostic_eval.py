@@ -4,9 +4,12 @@ Input is what Detectron2's ``COCOEvaluator`` saves, ``inference/coco_instances_r
 ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` in the dataset's image frame. To merge the
 classes, every detection and annotation gets one category, and the detections of each image go through
 one class-agnostic NMS: Detectron2's per-class NMS lets one object be detected once per class, and those
-copies would otherwise count as false positives. The class-aware figures of the same file are given beside.
+copies would otherwise count as false positives. That NMS also drops a detection of another object that
+overlaps a higher-scoring one by more than its IoU, so on crowded images the class-agnostic figures can
+come out below the class-aware ones. The class-aware figures of the same file are given beside.
 """
 import contextlib
+import copy
 import io
 from collections import defaultdict
 from typing import Dict, List, Sequence
@@ -43,21 +46,25 @@ def _one_category(ground_truth: dict) -> dict:
 def box_ap(ground_truth: dict, detections: Sequence[dict]) -> Dict[str, float]:
     """COCO box ``AP``, ``AP50`` and ``AR100`` (in %) of ``detections`` against a COCO-format ``ground_truth``.
 
+    Neither argument is changed (pycocotools adds keys to what it is given: it gets copies).
+
     Raises:
-        ValueError: a detection's image is not in ``ground_truth`` (the predictions of another dataset).
+        ValueError: a detection's image or category is not in ``ground_truth`` (the predictions of another
+            dataset, or contiguous class indices where the dataset's category ids belong).
     """
-    image_ids = {image["id"] for image in ground_truth["images"]}
-    strangers = sorted({d["image_id"] for d in detections} - image_ids)
-    if strangers:
-        raise ValueError(f"{len(strangers)} image ids of the detections are not in the ground truth (first: "
-                         f"{strangers[0]}): were they predicted on another dataset?")
+    for field, known, name in (("image_id", {i["id"] for i in ground_truth["images"]}, "image"),
+                               ("category_id", {c["id"] for c in ground_truth["categories"]}, "category")):
+        strangers = sorted({d[field] for d in detections} - known)
+        if strangers:
+            raise ValueError(f"{len(strangers)} {name} ids of the detections are not in the ground truth (first: "
+                             f"{strangers[0]}): were they predicted on another dataset?")
     if not detections:
         return dict.fromkeys(FIGURES, 0.0)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints every step
         coco = COCO()
-        coco.dataset = dict(ground_truth)
+        coco.dataset = copy.deepcopy(ground_truth)
         coco.createIndex()
-        evaluation = COCOeval(coco, coco.loadRes(list(detections)), "bbox")
+        evaluation = COCOeval(coco, coco.loadRes(copy.deepcopy(list(detections))), "bbox")
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
