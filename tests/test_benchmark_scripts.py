@@ -160,16 +160,22 @@ def test_a_run_folder_of_another_schedule_is_refused_instead_of_read_or_resumed(
     assert branch_runs.Scheduler([SUP_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
 
-def test_a_run_folder_trained_with_other_soft_teacher_settings_is_refused_but_one_older_than_a_key_is_read(tmp_path):
+@pytest.mark.parametrize("section, key, value, shown", [
+    ("SOFT_TEACHER", "UNSUP_LOSSES", ("rpn",), r"SOFT_TEACHER.UNSUP_LOSSES: \['rpn'\]"),
+    ("INPUT", "STRONG_GEOMETRIC_OPS", ("rotate",), r"INPUT.STRONG_GEOMETRIC_OPS: \['rotate'\]"),
+    ("INPUT", "ERASE_MAX_FRAC", 0.5, r"INPUT.ERASE_MAX_FRAC: 0.5"),
+])
+def test_a_soft_teacher_folder_of_other_method_or_student_view_settings_is_refused_but_one_older_than_the_key_is_read(
+        tmp_path, section, key, value, shown):
     output = tmp_path / "out"
     folder = output / SOFT_1.name
     folder.mkdir(parents=True)
     saved = SOFT_1.run.config(BRANCH_AT_2)
-    saved.SOFT_TEACHER.UNSUP_LOSSES = ("rpn",)
+    setattr(saved[section], key, value)
     (folder / "config.yaml").write_text(saved.dump())
-    with pytest.raises(ConfigError, match=r"(?s)another config.*SOFT_TEACHER.UNSUP_LOSSES: \['rpn'\] saved"):
+    with pytest.raises(ConfigError, match=rf"(?s)another config.*{shown} saved"):
         branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
-    del saved.SOFT_TEACHER["UNSUP_LOSSES"]  # a run from before the key existed
+    del saved[section][key]  # a run from before the key existed
     (folder / "config.yaml").write_text(saved.dump())
     assert branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
@@ -235,25 +241,6 @@ def test_a_branch_may_set_its_own_student_view_but_not_the_labeled_views():
     labeled_view = branch_runs.Run("soft", SOFT_1.run.config_file, ("INPUT.MAX_SIZE_TRAIN", "100"), twin=SUP_1.run)
     problems = branch_runs.branch_problems([SUP_1.run, labeled_view], BRANCH_AT_2)
     assert len(problems) == 1 and "differ in INPUT" in problems[0]
-
-
-def test_a_run_folder_trained_with_another_student_view_is_refused(tmp_path):
-    output = tmp_path / "out"
-    folder = output / SOFT_1.name
-    folder.mkdir(parents=True)
-    saved = SOFT_1.run.config(BRANCH_AT_2)
-    saved.INPUT.STRONG_GEOMETRIC_OPS = ("rotate",)
-    (folder / "config.yaml").write_text(saved.dump())
-    with pytest.raises(ConfigError, match=r"(?s)another config.*INPUT.STRONG_GEOMETRIC_OPS: \['rotate'\] saved"):
-        branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
-    saved.INPUT.STRONG_GEOMETRIC_OPS = SOFT_1.run.config(BRANCH_AT_2).INPUT.STRONG_GEOMETRIC_OPS
-    saved.INPUT.ERASE_MAX_FRAC = 0.5
-    (folder / "config.yaml").write_text(saved.dump())
-    with pytest.raises(ConfigError, match=r"(?s)another config.*INPUT.ERASE_MAX_FRAC: 0.5 saved"):
-        branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher())
-    del saved.INPUT["ERASE_MAX_FRAC"]  # a run from before the key existed
-    (folder / "config.yaml").write_text(saved.dump())
-    assert branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
 
 
 def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
