@@ -67,16 +67,23 @@ def test_spread_is_the_mean_and_half_range_over_seeds():
     assert accuracy.spread({}) is None
 
 
-def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
-    def run(method, percent, seed, box_ap):
-        return {"method": method, "percent": percent, "seed": seed, "box_ap": box_ap, "max_iter": 2400}
+def summary_entry(method, percent, seed, box_ap, max_iter=2400, ceiling="supervised_100pct_seed1"):
+    """A run's entry as collect_results writes it, for summarize and markdown."""
+    entry = {"method": method, "percent": percent, "seed": seed, "box_ap": box_ap, "max_iter": max_iter}
+    if percent != 100:
+        entry["ceiling"] = ceiling
+    if method == "soft_teacher":
+        entry["burn_in_iters"] = max_iter // 2
+    return entry
 
+
+def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
     per_run = {
-        "supervised_5pct_seed1": run("supervised", 5, 1, {"model": 60.0}),
-        "supervised_5pct_seed2": run("supervised", 5, 2, {"model": 64.0}),
-        "supervised_100pct_seed1": run("supervised", 100, 1, {"model": 72.0}),
-        "soft_teacher_5pct_seed1": run("soft_teacher", 5, 1, {"teacher": 65.0, "student": 61.0}),
-        "soft_teacher_5pct_seed2": run("soft_teacher", 5, 2, {"teacher": 67.0, "student": 63.0}),
+        "supervised_5pct_seed1": summary_entry("supervised", 5, 1, {"model": 60.0}),
+        "supervised_5pct_seed2": summary_entry("supervised", 5, 2, {"model": 64.0}),
+        "supervised_100pct_seed1": summary_entry("supervised", 100, 1, {"model": 72.0}),
+        "soft_teacher_5pct_seed1": summary_entry("soft_teacher", 5, 1, {"teacher": 65.0, "student": 61.0}),
+        "soft_teacher_5pct_seed2": summary_entry("soft_teacher", 5, 2, {"teacher": 67.0, "student": 63.0}),
     }
     entry = accuracy.summarize(per_run)["5"]
     assert entry["seeds"] == [1, 2] and entry["ceiling"] == 72.0
@@ -86,8 +93,51 @@ def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
     assert entry["difference"] == {"teacher": {"1": 5.0, "2": 3.0}, "student": {"1": 1.0, "2": -1.0}}
     results = {"runs": per_run, "percents": {"5": entry}, "machine": MACHINE, "opts": []}
     row = next(line for line in accuracy.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
-    assert row == ("| 5% | 1, 2 | 62.0 ± 2.0 (60.0, 64.0) | 66.0 ± 1.0 (65.0, 67.0) | 62.0 ± 1.0 (61.0, 63.0) | 72.0 "
-                   "| 40% / 0% | seed 1: +5.0, seed 2: +3.0 | seed 1: +1.0, seed 2: -1.0 |")
+    assert row == ("| 5% | 2400 / 1200 | 1, 2 | 62.0 ± 2.0 (60.0, 64.0) | 66.0 ± 1.0 (65.0, 67.0) "
+                   "| 62.0 ± 1.0 (61.0, 63.0) | 72.0 | 40% / 0% | seed 1: +5.0, seed 2: +3.0 "
+                   "| seed 1: +1.0, seed 2: -1.0 |")
+
+
+def test_each_percent_closes_the_gap_to_the_ceiling_of_its_own_schedule():
+    long_ceiling = "supervised_100pct_seed1_max_iter3600_steps3000"
+    per_run = {
+        "supervised_1pct_seed1": summary_entry("supervised", 1, 1, {"model": 20.0}, 3600, long_ceiling),
+        "soft_teacher_1pct_seed1": summary_entry("soft_teacher", 1, 1, {"teacher": 30.0, "student": 25.0}, 3600,
+                                                 long_ceiling),
+        "supervised_5pct_seed1": summary_entry("supervised", 5, 1, {"model": 60.0}),
+        "soft_teacher_5pct_seed1": summary_entry("soft_teacher", 5, 1, {"teacher": 62.0, "student": 61.0}),
+        "supervised_100pct_seed1": summary_entry("supervised", 100, 1, {"model": 64.0}),
+        long_ceiling: summary_entry("supervised", 100, 1, {"model": 70.0}, 3600),
+    }
+    summary = accuracy.summarize(per_run)
+    assert summary["1"]["ceiling"] == 70.0 and summary["1"]["gap_closed"]["teacher"] == pytest.approx(0.2)
+    assert summary["5"]["ceiling"] == 64.0 and summary["5"]["gap_closed"]["teacher"] == pytest.approx(0.5)
+    results = {"runs": per_run, "percents": summary, "machine": MACHINE, "opts": []}
+    assert "| 1% | 3600 / 1800 | 1 | 20.0 | 30.0 | 25.0 | 70.0 | 20% / 10% |" in accuracy.markdown(results, "cmd")
+
+
+def write_config(path, base, **solver):
+    lines = [f"_BASE_: {str(base)!r}"] + (["SOLVER:"] if solver else [])
+    lines += [f"  {key}: {value}" for key, value in solver.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_percent_trained_on_another_schedule_gets_a_ceiling_on_that_schedule(tmp_path, monkeypatch):
+    base = os.path.join(REPO_ROOT, "configs", "shapes", "Base-Shapes-Benchmark.yaml")
+    write_config(tmp_path / "supervised_R18_FPN_100pct.yaml", base)
+    write_config(tmp_path / "supervised_R18_FPN_5pct.yaml", base)
+    write_config(tmp_path / "supervised_R18_FPN_1pct.yaml", base, MAX_ITER=3600, STEPS="(3000,)",
+                 CHECKPOINT_PERIOD=1800)
+    monkeypatch.setattr(accuracy, "CONFIG_DIR", str(tmp_path))
+    assert accuracy.ceiling_for(5) == BenchmarkRun("supervised", 100, 1)
+    ceiling = accuracy.ceiling_for(1)
+    assert ceiling.name == "supervised_100pct_seed1_max_iter3600_steps3000"
+    cfg = ceiling.config()
+    assert cfg.SOLVER.MAX_ITER == 3600 and tuple(cfg.SOLVER.STEPS) == (3000,) and cfg.SEED == 1
+    names = [run.name for run in accuracy.plan_runs([(1, 1), (5, 1), (5, 2)])]
+    assert names == ["supervised_1pct_seed1", "supervised_5pct_seed1", "supervised_5pct_seed2", ceiling.name,
+                     "supervised_100pct_seed1", "soft_teacher_1pct_seed1", "soft_teacher_5pct_seed1",
+                     "soft_teacher_5pct_seed2"]
 
 
 def test_final_box_ap_reads_the_evaluation_after_the_last_iteration_not_a_periodic_one(tmp_path):
@@ -255,6 +305,8 @@ def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
                        {"iteration": 8, "teacher/bbox/AP": 25.0, "student/bbox/AP": 24.0}]
         write_metrics(tmp_path / run.name, records)
         per_run[run.name] = {"method": method, "percent": percent, "seed": seed, "max_iter": 8}
+        if percent != 100:
+            per_run[run.name]["ceiling"] = "supervised_100pct_seed1"
         if run.twin:
             per_run[run.name].update(twin=run.twin.name, burn_in_iters=4)
     png = tmp_path / "accuracy_curves.png"
@@ -272,7 +324,7 @@ def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin
     md = tmp_path / "BENCHMARKS.md"
     opts = [*BRANCH_AT_2, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "TEST.EVAL_PERIOD", "0",
             "DATASETS.TEST", "('shapes_train_1pct_1',)"]  # 30 test images: a quick evaluation
-    results = accuracy.run_benchmark(accuracy.plan_runs([(1, 1)]), str(output), opts, parallel=2,
+    results = accuracy.run_benchmark(accuracy.plan_runs([(1, 1)], opts), str(output), opts, parallel=2,
                                      benchmarks_md=str(md), command="python tools/benchmark_accuracy.py")
     assert all(run["box_ap"] is not None for run in results["runs"].values())
     runs = json.loads((output / "results.json").read_text())["runs"]

@@ -4,7 +4,8 @@
 For each (labeled percent p, seed s) -- by default (1, 1), (5, 1), (5, 2) -- it trains a supervised run
 ``supervised_{p}pct_seed{s}`` and a Soft Teacher run ``soft_teacher_{p}pct_seed{s}``, plus the supervised
 ceiling ``supervised_100pct_seed1``; the configs are ``configs/shapes/{supervised,soft_teacher}_R18_FPN_{p}pct.yaml``
-with ``SEED s``. Each run is one ``train_net.py`` process logging into ``OUTPUT/<run>/``, ``--parallel`` at once
+with ``SEED s``. Where a percent's configs train another schedule than the 100% config, that percent gets its own
+ceiling on its schedule (e.g. ``supervised_100pct_seed1_max_iter3600_steps3000``). Each run is one ``train_net.py`` process logging into ``OUTPUT/<run>/``, ``--parallel`` at once
 (one torch thread each unless OMP_NUM_THREADS is set; spread over the GPUs when there are several).
 
 A Soft Teacher run branches from its supervised twin: with B = its ``SOFT_TEACHER.BURN_IN_ITERS``, the twin's
@@ -72,8 +73,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "tools/benchmark_accuracy.py"] + list(sys.argv[1:] if argv is None else argv))
-    runs = plan_runs(args.table)
     try:
+        runs = plan_runs(args.table, args.opts)
         problems = branch_problems([run.run for run in runs], args.opts)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

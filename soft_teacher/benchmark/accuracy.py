@@ -3,12 +3,15 @@
 For each (labeled percent p, seed s) it trains a supervised run ``supervised_{p}pct_seed{s}`` and a
 Soft Teacher run ``soft_teacher_{p}pct_seed{s}`` that branches from it, plus the supervised ceiling
 ``supervised_100pct_seed1`` (configs ``configs/shapes/{supervised,soft_teacher}_R18_FPN_{p}pct.yaml``
-with ``SEED s``); :mod:`soft_teacher.benchmark.branch_runs` trains, branches and reads the runs.
+with ``SEED s``); :mod:`soft_teacher.benchmark.branch_runs` trains, branches and reads the runs. A percent
+whose configs train another schedule than the 100% config gets its own ceiling on that schedule
+(:func:`ceiling_for`), so that each row's gap is measured between runs of one schedule.
 :func:`run_benchmark` then reports the final box AP (mean +- half-range over seeds), the gap closed,
 the per-seed differences and the pseudo-label statistics, and plots the AP curves.
 ``tools/benchmark_accuracy.py`` is the command line.
 """
 import os
+import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -18,19 +21,21 @@ from detectron2.data import DatasetCatalog
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from soft_teacher.engine import ConfigError
 from soft_teacher.utils.metrics import LINE_STYLES
 
-from .branch_runs import PSEUDO_WINDOW, Run, Scheduler, ap_curve, checkpoint_name, final_box_ap, pseudo_label_stats
+from .branch_runs import (PSEUDO_WINDOW, SHARED_SOLVER_KEYS, Run, Scheduler, _plain, ap_curve, checkpoint_name,
+                          final_box_ap, pseudo_label_stats)
 from .checkout import CHECKOUT
 from .report import machine_description, machine_line, markdown_table, write_results
 
-__all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "collect_results", "gap_closed",
-           "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark", "spread",
-           "summarize"]
+__all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "ceiling_for", "collect_results",
+           "gap_closed", "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark",
+           "spread", "summarize"]
 
 CONFIG_DIR = os.path.join(CHECKOUT, "configs", "shapes")
 DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
-CEILING = (100, 1)
+CEILING = (100, 1)  # (labeled percent, seed) of the supervised ceiling
 SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
 FIGURE = "accuracy_curves.png"
 ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "0.5"}
@@ -43,10 +48,14 @@ class BenchmarkRun:
     method: str  # "supervised" or "soft_teacher"
     percent: int
     seed: int
+    schedule: Tuple[str, ...] = ()  # SOLVER overrides of a ceiling trained on another percent's schedule
 
     @property
     def name(self) -> str:
-        return f"{self.method}_{self.percent}pct_seed{self.seed}"
+        """``supervised_5pct_seed1``; a ceiling on another schedule adds it (``..._max_iter3600_steps3000``)."""
+        suffix = "".join(f"_{key.split('.')[-1].lower()}{re.sub(r'[^0-9a-zA-Z.]+', '-', value).strip('-')}"
+                         for key, value in zip(self.schedule[::2], self.schedule[1::2]))
+        return f"{self.method}_{self.percent}pct_seed{self.seed}{suffix}"
 
     @property
     def config_file(self) -> str:
@@ -60,15 +69,45 @@ class BenchmarkRun:
     @property
     def run(self) -> Run:
         """The run to train: its config with ``SEED``, branching from its twin's."""
-        return Run(self.name, self.config_file, ("SEED", str(self.seed)), self.twin.run if self.twin else None)
+        return Run(self.name, self.config_file, ("SEED", str(self.seed)) + self.schedule,
+                   self.twin.run if self.twin else None)
 
-    def config(self, opts: Sequence[str]):
+    def config(self, opts: Sequence[str] = ()):
         return self.run.config(opts)
 
 
-def plan_runs(table: Sequence[Tuple[int, int]]) -> List[BenchmarkRun]:
-    """The supervised runs (the ceiling last), then their Soft Teacher branches."""
-    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + [BenchmarkRun("supervised", *CEILING)]
+def ceiling_for(percent: int, opts: Sequence[str] = ()) -> BenchmarkRun:
+    """The 100% run to measure ``percent``'s gap against: :data:`CEILING`, trained on the schedule of
+    ``percent``'s supervised config (its :data:`SHARED_SOLVER_KEYS` where they differ from the 100% config's).
+
+    Raises:
+        ConfigError: a config does not load with ``opts``, or they differ in a SOLVER section (e.g.
+            ``CLIP_GRADIENTS``), which a ceiling cannot take over key by key.
+    """
+    ceiling = BenchmarkRun("supervised", *CEILING)
+    if percent == CEILING[0]:
+        return ceiling
+    labeled = BenchmarkRun("supervised", percent, CEILING[1]).config(opts).SOLVER
+    full = ceiling.config(opts).SOLVER
+    schedule = []
+    for key in SHARED_SOLVER_KEYS:
+        if _plain(labeled[key]) == _plain(full[key]):
+            continue
+        if isinstance(labeled[key], dict):
+            raise ConfigError(f"SOLVER.{key} of {os.path.basename(ceiling.config_file)} and of the {percent}% config "
+                              "differ: make them agree, so that the 100% ceiling trains the same schedule.")
+        schedule += [f"SOLVER.{key}", str(labeled[key])]
+    return BenchmarkRun("supervised", *CEILING, schedule=tuple(schedule))
+
+
+def plan_runs(table: Sequence[Tuple[int, int]], opts: Sequence[str] = ()) -> List[BenchmarkRun]:
+    """The supervised runs (the ceilings last, one per schedule), then their Soft Teacher branches.
+
+    Raises:
+        ConfigError: see :func:`ceiling_for`.
+    """
+    ceilings = list(dict.fromkeys(ceiling_for(p, opts) for p in sorted({p for p, _ in table})))
+    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + ceilings
     return supervised + [BenchmarkRun("soft_teacher", p, s) for p, s in table]
 
 
@@ -97,25 +136,30 @@ def gap_closed(ap_soft: Optional[float], ap_sup: Optional[float], ap_full: Optio
 
 
 def summarize(per_run: Dict[str, dict]) -> Dict[str, dict]:
-    """Per semi-supervised percent: each arm's spread over seeds, the ceiling, gap closed, paired differences."""
+    """Per semi-supervised percent: each arm's spread over seeds, its ceiling, gap closed, paired differences.
+
+    ``per_run``: :func:`collect_results`' entries; a percent's runs name their ceiling's run (``"ceiling"``).
+    """
     def by_seed(method: str, percent: int, model: str) -> Dict[int, float]:
         return {run["seed"]: run["box_ap"][model] for run in per_run.values()
                 if run["method"] == method and run["percent"] == percent and (run["box_ap"] or {}).get(model)
                 is not None}
 
-    ceiling = spread(by_seed("supervised", CEILING[0], "model"))
-    ap_full = ceiling["mean"] if ceiling else None
     summary = {}
     percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
     for percent in percents:
+        runs = [run for run in per_run.values() if run["percent"] == percent]
+        ceiling = per_run.get(runs[0]["ceiling"], {})
+        ap_full = (ceiling.get("box_ap") or {}).get("model")
         sup = by_seed("supervised", percent, "model")
         arms = {"teacher": by_seed("soft_teacher", percent, "teacher"),
                 "student": by_seed("soft_teacher", percent, "student")}
         sup_spread = spread(sup)
         entry = {
-            "seeds": sorted(run["seed"] for run in per_run.values()
-                            if run["method"] == "soft_teacher" and run["percent"] == percent),
-            "supervised": sup_spread, "ceiling": ap_full,
+            "seeds": sorted(run["seed"] for run in runs if run["method"] == "soft_teacher"),
+            "supervised": sup_spread, "ceiling": ap_full, "ceiling_run": runs[0]["ceiling"],
+            "max_iter": runs[0]["max_iter"],
+            "burn_in_iters": next(run["burn_in_iters"] for run in runs if run["method"] == "soft_teacher"),
         }
         for arm, values in arms.items():
             entry[arm] = spread(values)
@@ -141,6 +185,8 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
                  "config_file": os.path.relpath(run.config_file, CHECKOUT), "max_iter": cfg.SOLVER.MAX_ITER,
                  "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
+        if run.percent != CEILING[0]:
+            entry["ceiling"] = ceiling_for(run.percent, opts).name
         if run.twin is not None:
             entry["twin"] = run.twin.name
             entry["branched_from"] = os.path.join(run.twin.name, checkpoint_name(cfg.SOFT_TEACHER.BURN_IN_ITERS - 1))
@@ -155,15 +201,14 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dic
     """Box AP against iterations trained, one panel per semi-supervised percent; ``{percent: lines drawn}``.
 
     Supervised (``bbox/AP``), Soft Teacher teacher and student: one colour per arm, one line style per
-    seed, the 100% ceiling in grey; a vertical line at the branch point. A Soft Teacher curve starts at
-    its twin's evaluation at the branch point, where both arms are the same model.
+    seed, the percent's 100% ceiling (same schedule) in grey; a vertical line at the branch point. A Soft
+    Teacher curve starts at its twin's evaluation at the branch point, where both arms are the same model.
     """
     percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
     seeds = sorted({run["seed"] for run in per_run.values()})
     figure = Figure(figsize=(6 * max(1, len(percents)), 4.5), tight_layout=True)
     FigureCanvasAgg(figure)
     drawn = {}
-    ceiling = [(name, run) for name, run in per_run.items() if run["percent"] == CEILING[0]]
     for index, percent in enumerate(percents):
         axes = figure.add_subplot(1, max(1, len(percents)), index + 1)
         axes.set_title(f"{percent}% labeled")
@@ -176,9 +221,10 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dic
                 axes.plot(xs, ys, color=color, linestyle=style, marker="o", markersize=3, label=label)
                 lines.append(label)
 
-        for name, run in ceiling:
-            draw(*ap_curve(os.path.join(output, name), "bbox/AP", run["max_iter"]),
-                 f"supervised 100% seed {run['seed']}", ARM_COLORS["ceiling"], ":")
+        ceiling = next(run["ceiling"] for run in per_run.values() if run["percent"] == percent)
+        if ceiling in per_run:
+            draw(*ap_curve(os.path.join(output, ceiling), "bbox/AP", per_run[ceiling]["max_iter"]),
+                 f"supervised 100% seed {per_run[ceiling]['seed']}", ARM_COLORS["ceiling"], ":")
         for name, run in sorted(per_run.items(), key=lambda item: (item[1]["method"] != "supervised", item[1]["seed"])):
             if run["percent"] != percent:
                 continue
@@ -230,26 +276,27 @@ def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
     runs, percents = results["runs"], results["percents"]
     rows = []
     for percent, entry in percents.items():
-        rows.append([f"{percent}%", ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]),
-                     _ap(entry["teacher"]), _ap(entry["student"]),
+        rows.append([f"{percent}%", f"{entry['max_iter']} / {entry['burn_in_iters']}",
+                     ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]), _ap(entry["teacher"]),
+                     _ap(entry["student"]),
                      "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
                      f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}",
                      _differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
-    iterations = sorted({run["max_iter"] for run in runs.values()})
-    burn_ins = sorted({run["burn_in_iters"] for run in runs.values() if "burn_in_iters" in run})
     lines = [
         "## Accuracy on the synthetic shapes set",
         "",
-        f"Box AP on shapes_val (COCO AP@[.5:.95], %) after {', '.join(map(str, iterations))} iterations; fold 1 of "
-        "each split; configs under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), `SEED` per "
-        f"run. Each Soft Teacher run branches from the supervised run of the same seed at iteration "
-        f"{', '.join(map(str, burn_ins)) or 'B'} (its burn-in): the two share everything before it. Cells give the "
-        "mean ± half-range over seeds and each seed's AP in parentheses. Gap closed = (AP_soft - AP_sup) / "
-        "(AP_100 - AP_sup) on the seed means; the last two columns pair the runs of each seed (soft - supervised).",
+        "Box AP on shapes_val (COCO AP@[.5:.95], %) at the end of each row's schedule; fold 1 of each split; configs "
+        "under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), `SEED` per run. Each Soft "
+        "Teacher run branches from the supervised run of the same seed at its burn-in (the schedule column gives "
+        "the iterations / the branch point): the two share everything before it. The 100% ceiling of a row is "
+        "trained on that row's schedule. Cells give the mean ± half-range over seeds and each seed's AP in "
+        "parentheses. Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; the last two columns "
+        "pair the runs of each seed (soft - supervised).",
         "",
         markdown_table(
-            ["labeled", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)", "supervised 100%",
-             "gap closed (teacher / student)", "teacher - supervised", "student - supervised"], rows),
+            ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)",
+             "supervised 100%", "gap closed (teacher / student)", "teacher - supervised", "student - supervised"],
+            rows),
     ]
     if figure:
         lines += ["", f"![Box AP on shapes_val during training]({figure})"]
