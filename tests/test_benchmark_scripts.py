@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO_ROOT, read_metrics, run_tool, write_metrics
+from helpers import REPO_ROOT, load_tool, read_metrics, run_tool, write_metrics
 from soft_teacher.engine import ConfigError
 from soft_teacher.benchmark import accuracy, branch_runs, speed
 
@@ -265,6 +265,21 @@ def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_pa
     (twin / "last_checkpoint").write_text("model_0000001.pth")
     scheduler.start_ready()
     assert len(launch.started(SOFT_1)) == 1
+
+
+def test_accuracy_benchmark_seeds_may_be_given_for_every_percent_or_per_percent():
+    parse = load_tool("benchmark_accuracy").parse_args
+    assert parse(["--percents", "1,5", "--seeds", "1,2"]).table == [(1, 1), (1, 2), (5, 1), (5, 2)]
+    assert parse(["--percents", "1,5", "--seeds", "1,2", "--seeds", "5=1,2,3"]).table == [
+        (1, 1), (1, 2), (5, 1), (5, 2), (5, 3)]
+    assert parse(["--percents", "1,5", "--seeds", "1=3"]).table == [(1, 3), (5, 1), (5, 2)]
+
+
+@pytest.mark.parametrize("seeds", ["10=1", "a=1", "1=x"])
+def test_accuracy_benchmark_refuses_seeds_of_a_percent_it_does_not_run_or_not_numbers(seeds, capsys):
+    with pytest.raises(SystemExit):
+        load_tool("benchmark_accuracy").parse_args(["--percents", "1,5", "--seeds", seeds])
+    assert "--seeds" in capsys.readouterr().err
 
 
 def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_training(tmp_path):

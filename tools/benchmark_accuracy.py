@@ -5,8 +5,9 @@ For each (labeled percent p, seed s) -- by default (1, 1), (5, 1), (5, 2) -- it 
 ``supervised_{p}pct_seed{s}`` and a Soft Teacher run ``soft_teacher_{p}pct_seed{s}``, plus the supervised
 ceiling ``supervised_100pct_seed1``; the configs are ``configs/shapes/{supervised,soft_teacher}_R18_FPN_{p}pct.yaml``
 with ``SEED s``. Where a percent's configs train another schedule than the 100% config, that percent gets its own
-ceiling on its schedule (e.g. ``supervised_100pct_seed1_max_iter3600_steps3000``). Each run is one ``train_net.py`` process logging into ``OUTPUT/<run>/``, ``--parallel`` at once
-(one torch thread each unless OMP_NUM_THREADS is set; spread over the GPUs when there are several).
+ceiling on its schedule (e.g. ``supervised_100pct_seed1_max_iter3600_steps3000``). Each run is one ``train_net.py``
+process logging into ``OUTPUT/<run>/``, ``--parallel`` at once (one torch thread each unless OMP_NUM_THREADS is set;
+spread over the GPUs when there are several).
 
 A Soft Teacher run branches from its supervised twin: with B = its ``SOFT_TEACHER.BURN_IN_ITERS``, the twin's
 checkpoint ``model_{B-1:07d}.pth`` is copied into the Soft Teacher folder and the run resumes from it, so it
@@ -24,13 +25,14 @@ Usage::
 
     python tools/benchmark_accuracy.py --output output/benchmark_accuracy --benchmarks-md BENCHMARKS.md
     python tools/benchmark_accuracy.py --percents 1,5,10 --seeds 1,2 --parallel 8 MODEL.DEVICE cuda
+    python tools/benchmark_accuracy.py --percents 1,5 --seeds 1=1,2 --seeds 5=1,2,3
 """
 import argparse
 import os
 import shlex
 import signal
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from soft_teacher.benchmark.accuracy import DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark
 from soft_teacher.benchmark.branch_runs import branch_problems
@@ -47,13 +49,23 @@ def _int_list(text: str) -> List[int]:
     return sorted(set(values))
 
 
+def _seed_list(text: str) -> Tuple[Optional[int], List[int]]:
+    """``--seeds`` value: ``1,2`` (every percent: ``(None, [1, 2])``) or ``5=1,2,3`` (``(5, [1, 2, 3])``)."""
+    percent, _, seeds = text.rpartition("=")
+    if percent and not percent.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected SEEDS or PERCENT=SEEDS (e.g. 1,2 or 5=1,2,3), got '{text}'")
+    return (int(percent) if percent else None), _int_list(seeds)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/benchmark_accuracy", help="folder of the runs and results")
     parser.add_argument("--percents", type=_int_list, help="labeled percents of the supervised / Soft Teacher "
                         "pairs, from 1,5,10 (default: 1,5)")
-    parser.add_argument("--seeds", type=_int_list, help="seeds of every pair (default: 1 for 1%%, 1,2 for 5%%, "
-                        "1 for 10%%); the 100%% ceiling uses seed 1")
+    parser.add_argument("--seeds", type=_seed_list, action="append", default=[],
+                        help="seeds of every pair, or PERCENT=SEEDS for one percent's pairs; may be repeated "
+                        "(e.g. --seeds 1,2 --seeds 5=1,2,3; default: 1 for 1%%, 1,2 for 5%%, 1 for 10%%); the 100%% "
+                        "ceiling uses seed 1")
     parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
                         help="runs trained at once (default: the CPU cores)")
     parser.add_argument("--benchmarks-md", metavar="FILE", help="also write the results into this Markdown file")
@@ -65,8 +77,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     unknown = [p for p in percents if p not in SEMI_SUPERVISED_PERCENTS]
     if unknown:
         parser.error(f"--percents: no Soft Teacher config for {unknown}; choose from {SEMI_SUPERVISED_PERCENTS}")
+    seeds = dict(args.seeds)  # {percent or None: seeds}, the last given for each
+    stray = sorted(p for p in seeds if p is not None and p not in percents)
+    if stray:
+        parser.error(f"--seeds names {stray}, which --percents does not include ({percents})")
     args.table = [(p, s) for p in percents
-                  for s in (args.seeds or [s for q, s in DEFAULT_TABLE if q == p] or [1])]
+                  for s in seeds.get(p) or seeds.get(None) or [s for q, s in DEFAULT_TABLE if q == p] or [1]]
     return args
 
 
