@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO_ROOT, load_tool, read_metrics, run_tool, write_metrics
+from helpers import REPO_ROOT, read_metrics, run_tool, write_metrics
 from soft_teacher.engine import ConfigError
 from soft_teacher.benchmark import accuracy, branch_runs, speed
 
@@ -134,6 +134,9 @@ def test_a_percent_trained_on_another_schedule_gets_a_ceiling_on_that_schedule(t
     assert ceiling.name == "supervised_100pct_seed1_max_iter3600_steps3000"
     cfg = ceiling.config()
     assert cfg.SOLVER.MAX_ITER == 3600 and tuple(cfg.SOLVER.STEPS) == (3000,) and cfg.SEED == 1
+    write_config(tmp_path / "supervised_R18_FPN_10pct.yaml", base, CLIP_GRADIENTS="{CLIP_VALUE: 5.0}")
+    with pytest.raises(ConfigError, match="SOLVER.CLIP_GRADIENTS"):
+        accuracy.ceiling_for(10)
     names = [run.name for run in accuracy.plan_runs([(1, 1), (5, 1), (5, 2)])]
     assert names == ["supervised_1pct_seed1", "supervised_5pct_seed1", "supervised_5pct_seed2", ceiling.name,
                      "supervised_100pct_seed1", "soft_teacher_1pct_seed1", "soft_teacher_5pct_seed1",
@@ -267,19 +270,19 @@ def test_a_branch_waits_until_its_twin_has_written_the_burn_in_checkpoint(tmp_pa
     assert len(launch.started(SOFT_1)) == 1
 
 
-def test_accuracy_benchmark_seeds_may_be_given_for_every_percent_or_per_percent():
-    parse = load_tool("benchmark_accuracy").parse_args
-    assert parse(["--percents", "1,5", "--seeds", "1,2"]).table == [(1, 1), (1, 2), (5, 1), (5, 2)]
-    assert parse(["--percents", "1,5", "--seeds", "1,2", "--seeds", "5=1,2,3"]).table == [
-        (1, 1), (1, 2), (5, 1), (5, 2), (5, 3)]
-    assert parse(["--percents", "1,5", "--seeds", "1=3"]).table == [(1, 3), (5, 1), (5, 2)]
+def test_seeds_may_be_given_for_every_percent_or_per_percent():
+    assert accuracy.seed_table([1, 5], {None: [1, 2]}) == [(1, 1), (1, 2), (5, 1), (5, 2)]
+    assert accuracy.seed_table([1, 5], {None: [1, 2], 5: [1, 2, 3]}) == [(1, 1), (1, 2), (5, 1), (5, 2), (5, 3)]
+    assert accuracy.seed_table([1, 5], {1: [3]}) == [(1, 3), (5, 1), (5, 2)]  # 5%: DEFAULT_TABLE's seeds
+    with pytest.raises(ValueError, match=r"\[10\]"):
+        accuracy.seed_table([1, 5], {10: [1]})
 
 
-@pytest.mark.parametrize("seeds", ["10=1", "a=1", "1=x"])
-def test_accuracy_benchmark_refuses_seeds_of_a_percent_it_does_not_run_or_not_numbers(seeds, capsys):
-    with pytest.raises(SystemExit):
-        load_tool("benchmark_accuracy").parse_args(["--percents", "1,5", "--seeds", seeds])
-    assert "--seeds" in capsys.readouterr().err
+@pytest.mark.parametrize("seeds", ["10=1", "a=1"])
+def test_accuracy_benchmark_refuses_seeds_of_a_percent_it_does_not_run_or_not_numbers(seeds, tmp_path):
+    completed = run_tool("benchmark_accuracy", ["--output", str(tmp_path / "unused"), "--percents", "1,5",
+                                                "--seeds", seeds])
+    assert completed.returncode == 2 and "--seeds" in completed.stdout and "Traceback" not in completed.stdout
 
 
 def test_a_burn_in_the_checkpoint_period_does_not_reach_is_refused_before_training(tmp_path):
@@ -329,6 +332,25 @@ def test_accuracy_curves_are_plotted_from_each_runs_evaluations(tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG")
     assert sorted(drawn) == [5] and len(drawn[5]) == 7  # ceiling, 2 supervised, 2 x (teacher, student)
     assert branch_runs.ap_curve(str(tmp_path / "supervised_5pct_seed1"), "bbox/AP", 8) == ([4, 8], [11.0, 21.0])
+
+
+def test_each_accuracy_panel_draws_the_ceiling_of_its_own_schedule(tmp_path):
+    def entry(method, percent, ceiling=None):
+        run = {"method": method, "percent": percent, "seed": 1, "max_iter": 8}
+        if ceiling:
+            run["ceiling"] = ceiling
+        if method == "soft_teacher":
+            run.update(twin=f"supervised_{percent}pct_seed1", burn_in_iters=4)
+        return run
+
+    per_run = {"supervised_1pct_seed1": entry("supervised", 1, "long_ceiling"),
+               "soft_teacher_1pct_seed1": entry("soft_teacher", 1, "long_ceiling"),
+               "supervised_5pct_seed1": entry("supervised", 5, "ceiling"),
+               "soft_teacher_5pct_seed1": entry("soft_teacher", 5, "ceiling"),
+               "ceiling": entry("supervised", 100), "long_ceiling": entry("supervised", 100)}
+    write_metrics(tmp_path / "ceiling", [{"iteration": 8, "bbox/AP": 60.0}])  # only the 5% row's ceiling has data
+    drawn = accuracy.plot_accuracy_curves(str(tmp_path), per_run, str(tmp_path / "curves.png"))
+    assert drawn[5] == ["supervised 100% seed 1"] and drawn[1] == []
 
 
 @pytest.mark.slow

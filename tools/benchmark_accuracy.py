@@ -34,7 +34,8 @@ import signal
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from soft_teacher.benchmark.accuracy import DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark
+from soft_teacher.benchmark.accuracy import (DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark,
+                                             seed_table)
 from soft_teacher.benchmark.branch_runs import branch_problems
 from soft_teacher.engine import ConfigError
 
@@ -77,12 +78,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     unknown = [p for p in percents if p not in SEMI_SUPERVISED_PERCENTS]
     if unknown:
         parser.error(f"--percents: no Soft Teacher config for {unknown}; choose from {SEMI_SUPERVISED_PERCENTS}")
-    seeds = dict(args.seeds)  # {percent or None: seeds}, the last given for each
-    stray = sorted(p for p in seeds if p is not None and p not in percents)
-    if stray:
-        parser.error(f"--seeds names {stray}, which --percents does not include ({percents})")
-    args.table = [(p, s) for p in percents
-                  for s in seeds.get(p) or seeds.get(None) or [s for q, s in DEFAULT_TABLE if q == p] or [1]]
+    try:
+        args.table = seed_table(percents, dict(args.seeds))  # the last --seeds given for each percent
+    except ValueError as err:
+        parser.error(f"--seeds: {err} (--percents)")
     return args
 
 

@@ -31,7 +31,7 @@ from .report import machine_description, machine_line, markdown_table, write_res
 
 __all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "ceiling_for", "collect_results",
            "gap_closed", "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark",
-           "spread", "summarize"]
+           "seed_table", "spread", "summarize"]
 
 CONFIG_DIR = os.path.join(CHECKOUT, "configs", "shapes")
 DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
@@ -43,7 +43,8 @@ ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "
 
 @dataclass(frozen=True)
 class BenchmarkRun:
-    """One run of the benchmark: its method, labeled percent and seed name its folder and config."""
+    """One run of the benchmark: its method, labeled percent and seed (and a ceiling's schedule) name its folder
+    and config."""
 
     method: str  # "supervised" or "soft_teacher"
     percent: int
@@ -98,6 +99,20 @@ def ceiling_for(percent: int, opts: Sequence[str] = ()) -> BenchmarkRun:
                               "differ: make them agree, so that the 100% ceiling trains the same schedule.")
         schedule += [f"SOLVER.{key}", str(labeled[key])]
     return BenchmarkRun("supervised", *CEILING, schedule=tuple(schedule))
+
+
+def seed_table(percents: Sequence[int], seeds: Dict[Optional[int], Sequence[int]]) -> List[Tuple[int, int]]:
+    """The (labeled percent, seed) pairs to run: each percent's seeds are ``seeds[percent]``, else
+    ``seeds[None]`` (given for every percent), else :data:`DEFAULT_TABLE`'s for it (seed 1 if it has none).
+
+    Raises:
+        ValueError: ``seeds`` names a percent that ``percents`` lacks.
+    """
+    stray = sorted(p for p in seeds if p is not None and p not in percents)
+    if stray:
+        raise ValueError(f"seeds are given for {stray}, which the percents run ({list(percents)}) do not include")
+    return [(p, s) for p in percents
+            for s in seeds.get(p) or seeds.get(None) or [s for q, s in DEFAULT_TABLE if q == p] or [1]]
 
 
 def plan_runs(table: Sequence[Tuple[int, int]], opts: Sequence[str] = ()) -> List[BenchmarkRun]:
