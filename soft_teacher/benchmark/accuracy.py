@@ -193,6 +193,7 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         ``{"runs": {name: figures}, "percents": summarize(...), "machine", "opts"}``; ``status`` is what
         :meth:`Scheduler.run` returned (each run's state and minutes).
     """
+    ceilings = {p: ceiling_for(p, opts).name for p in {run.percent for run in runs} if p != CEILING[0]}
     per_run = {}
     for run in runs:
         cfg = run.config(opts)
@@ -200,8 +201,8 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
                  "config_file": os.path.relpath(run.config_file, CHECKOUT), "max_iter": cfg.SOLVER.MAX_ITER,
                  "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
-        if run.percent != CEILING[0]:
-            entry["ceiling"] = ceiling_for(run.percent, opts).name
+        if run.percent in ceilings:
+            entry["ceiling"] = ceilings[run.percent]
         if run.twin is not None:
             entry["twin"] = run.twin.name
             entry["branched_from"] = os.path.join(run.twin.name, checkpoint_name(cfg.SOFT_TEACHER.BURN_IN_ITERS - 1))
