@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, List, Sequence, Tuple
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -24,6 +25,9 @@ from soft_teacher.engine import SoftTeacherTrainer, load_config
 from soft_teacher.utils.metrics import metrics_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# For ``pytest.mark.parametrize("device", DEVICES)``: a test that runs on the CPU, and on CUDA where there is one.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 # ---------------------------------------------------------------------------------------------
 # Configs

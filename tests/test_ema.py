@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from helpers import DEVICES
 from soft_teacher.modeling.ema import copy_student_to_teacher, ema_momentum, ema_update
 
 
@@ -20,9 +21,10 @@ def snapshot(net):
     return {k: v.clone() for k, v in net.state_dict().items()}
 
 
-def test_ema_update_follows_the_formula_on_parameters_and_float_buffers():
-    teacher, student = tiny_net(0), tiny_net(1)
-    student(torch.randn(8, 3))  # the student has now seen 2 batches, the teacher 1
+@pytest.mark.parametrize("device", DEVICES)
+def test_ema_update_follows_the_formula_on_parameters_and_float_buffers(device):
+    teacher, student = tiny_net(0).to(device), tiny_net(1).to(device)
+    student(torch.randn(8, 3, device=device))  # the student has now seen 2 batches, the teacher 1
     before_t, before_s = snapshot(teacher), snapshot(student)
     ema_update(teacher, student, momentum=0.9)
     after = teacher.state_dict()

@@ -7,6 +7,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.modeling.proposal_generator import rpn as rpn_module
 from detectron2.structures import Boxes, Instances
+from helpers import DEVICES
 from soft_teacher.modeling.pseudo_label_quality import pseudo_label_counts, stats_from_counts, true_positive_mask
 from soft_teacher.modeling.pseudo_labels import (
     jitter_boxes,
@@ -227,7 +228,8 @@ def test_split_puts_each_candidate_in_the_sets_its_score_and_uncertainty_pass():
     assert all(mask.dtype == torch.bool and mask.shape == (0,) for mask in empty.values())
 
 
-def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():
+@pytest.mark.parametrize("device", DEVICES)
+def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class(device):
     pseudo = Instances(IMAGE_SIZE)
     pseudo.gt_boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [50.0, 50, 60, 60], [0.0, 0, 10, 10]]))
     pseudo.gt_classes = torch.tensor([0, 0, 1, 2])
@@ -236,7 +238,8 @@ def test_precision_matching_is_one_to_one_by_score_and_needs_the_same_class():
     annotations.gt_classes = torch.tensor([0, 1])
     # the class-0 annotation goes to the 0.9 box (IoU 0.82) first, leaving the 0.6 duplicate unmatched;
     # the class-1 box has IoU 0.25 (< 0.5); the class-2 box overlaps exactly but has the wrong class
-    assert true_positive_mask(pseudo, annotations).tolist() == [False, True, False, False]
+    matched = true_positive_mask(pseudo.to(device), annotations.to(device))
+    assert matched.device.type == device and matched.tolist() == [False, True, False, False]
 
 
 def scored_boxes(boxes, classes, scores, uncertainty=None):
