@@ -75,20 +75,20 @@ def test_boxes_to_view_clips_to_the_image():
     assert torch.allclose(boxes, torch.tensor([[80.0, 5, 100, 35]]))
 
 
-def test_boxes_to_view_drops_boxes_that_leave_the_view_after_rotation():
+def test_boxes_to_view_marks_boxes_that_leave_the_view_after_rotation():
     # rotating 90 degrees about the image corner (0, 0) sends x > 0 to y > 0 and y > 0 to x < 0
     boxes, keep = boxes_to_view(
         torch.tensor([[10.0, 10, 30, 30], [10.0, -40, 30, -20]]), rotation_about(90, 0, 0), image_size=(64, 64)
     )
     assert keep.tolist() == [False, True]
-    assert torch.allclose(boxes, torch.tensor([[20.0, 10, 40, 30]]), atol=1e-4)
+    assert torch.allclose(boxes[keep], torch.tensor([[20.0, 10, 40, 30]]), atol=1e-4)
 
 
-def test_boxes_to_view_drops_boxes_thinner_than_one_pixel():
+def test_boxes_to_view_marks_boxes_thinner_than_one_pixel():
     squash = torch.diag(torch.tensor([1.0, 0.04, 1.0]))
     boxes, keep = boxes_to_view(torch.tensor([[0.0, 0, 20, 20], [0.0, 0, 20, 50]]), squash, image_size=(64, 64))
     assert keep.tolist() == [False, True]  # heights 0.8 and 2 px
-    assert boxes.shape == (1, 4)
+    assert boxes.shape == (2, 4)  # every box mapped; the mask says which to keep
 
 
 def test_instances_to_view_moves_boxes_and_keeps_fields_aligned():

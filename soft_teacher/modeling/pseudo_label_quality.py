@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from detectron2.structures import Instances, pairwise_iou
+from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from .pseudo_labels import teacher_pseudo_labels
 from .view_geometry import instances_to_view
@@ -83,12 +83,15 @@ def pseudo_label_counts(
     annotations_teacher_view: Optional[List[Instances]] = None,
     initial_thresh: float = 0.0,
 ) -> torch.Tensor:
-    """The float64 ``(len(COUNT_NAMES),)`` sums behind one batch's ``pseudo/*`` scalars.
+    """The float64 ``(len(COUNT_NAMES),)`` CPU sums behind one batch's ``pseudo/*`` scalars.
 
     Sums, not ratios, so that ranks combine exactly with one ``all_reduce``. ``candidates`` and
     ``annotations_teacher_view`` are in the teacher view, the three loss sets in the student view.
     Grid thresholds below ``initial_thresh`` are unknown: the candidates cannot tell what they give.
+    The counting runs on the host: the candidates come over in one copy, the annotations are read where
+    they are (the mapper leaves them on the CPU), and only the lengths of the loss sets are read.
     """
+    candidates = _on_host(candidates)
     scores = torch.cat([c.scores for c in candidates])
     uncertainty = torch.cat([c.uncertainty for c in candidates]).double()
     bins = (uncertainty / UNCERTAINTY_BIN).floor().clamp(0, UNCERTAINTY_BINS - 1).long()
@@ -105,6 +108,7 @@ def pseudo_label_counts(
     for index, count in enumerate(torch.bincount(bins, minlength=UNCERTAINTY_BINS).tolist()):
         counts[f"uncertainty_bin_{index}"] = count
     if annotations_teacher_view is not None:
+        annotations_teacher_view = [a.to("cpu") for a in annotations_teacher_view]
         matched, causes, _ = match_pseudo_labels(candidates, annotations_teacher_view)
         wrong_class = causes == FALSE_POSITIVE_CAUSES.index("wrong_class")
         counts["wrong_class"] = (wrong_class & (scores >= cls_thresh)).sum().item()
@@ -117,7 +121,24 @@ def pseudo_label_counts(
         for t in SCORE_GRID:
             if t < initial_thresh:  # NaN survives the sums across processes and marks the figure unknown
                 counts[f"true_positives_at_{t}"] = counts[f"boxes_at_{t}"] = math.nan
-    return torch.tensor([float(counts[name]) for name in COUNT_NAMES], dtype=torch.float64, device=scores.device)
+    return torch.tensor([float(counts[name]) for name in COUNT_NAMES], dtype=torch.float64)
+
+
+def _on_host(candidates: List[Instances]) -> List[Instances]:
+    """CPU copies of the candidates' ``gt_boxes``, ``gt_classes``, ``scores`` and ``uncertainty``, made in one
+    device-to-host copy (a copy per field and image would stop the GPU stream as many times)."""
+    if not candidates:
+        return []
+    packed = torch.cat([
+        torch.cat([c.gt_boxes.tensor.float(), c.gt_classes[:, None].float(), c.scores[:, None].float(),
+                   c.uncertainty[:, None].float()], dim=1)
+        for c in candidates
+    ]).cpu()
+    return [
+        Instances(c.image_size, gt_boxes=Boxes(rows[:, :4]), gt_classes=rows[:, 4].long(), scores=rows[:, 5],
+                  uncertainty=rows[:, 6])
+        for c, rows in zip(candidates, packed.split([len(c) for c in candidates]))
+    ]
 
 
 def _percentile(histogram: List[float], percent: float) -> float:

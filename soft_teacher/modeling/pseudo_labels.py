@@ -17,6 +17,7 @@ from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 
 from .box_head import box_head_predictions
+from .sync_free import clip_boxes, select
 
 
 @dataclass
@@ -113,12 +114,10 @@ def jitter_uncertainty(
     ]
     predictions = box_head_predictions(roi_heads, features, [j.proposal_boxes for j in jittered])
     regressed = roi_heads.box_predictor.predict_boxes_for_gt_classes(predictions, jittered)
-    uncertainties = []
-    for boxes, det in zip(regressed, detections):
-        boxes = Boxes(boxes)
-        boxes.clip(det.image_size)
-        uncertainties.append(regression_uncertainty(boxes.tensor.view(times, len(det), 4)))
-    return uncertainties
+    return [
+        regression_uncertainty(clip_boxes(boxes, det.image_size).view(times, len(det), 4))
+        for boxes, det in zip(regressed, detections)
+    ]
 
 
 @torch.no_grad()
@@ -127,7 +126,7 @@ def teacher_pseudo_labels(
 ) -> TeacherOutput:
     """The candidate pseudo boxes (score >= ``score_thresh``) of a batch of teacher views, with their uncertainty."""
     images, features, detections = teacher_detections(teacher, views)
-    candidates = [det[det.scores >= score_thresh] for det in detections]
+    candidates = [select(det, det.scores >= score_thresh) for det in detections]
     uncertainties = jitter_uncertainty(teacher.roi_heads, features, candidates, jitter_times, jitter_scale)
     pseudo_labels = [
         Instances(

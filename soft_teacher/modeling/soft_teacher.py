@@ -23,6 +23,7 @@ from detectron2.utils.events import get_event_storage
 from ..config import EVAL_MODELS, UNSUP_LOSS_NAMES, UNSUP_LOSSES
 from .pseudo_label_quality import pseudo_label_counts, stats_from_counts
 from .pseudo_labels import TeacherOutput, split_pseudo_labels, teacher_pseudo_labels
+from .sync_free import select
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
 from .view_geometry import instances_to_view, view_to_view_matrix
 
@@ -181,12 +182,14 @@ class SoftTeacher(nn.Module):
             self.jitter_scale,
         )
         images = self.student.preprocess_image([d["student"] for d in unlabeled])
-        matrices = [
-            (d["teacher"]["transform_matrix"].to(self.device), d["student"]["transform_matrix"].to(self.device))
-            for d in unlabeled
-        ]
-        teacher_to_student = [view_to_view_matrix(a_t, a_s) for a_t, a_s in matrices]  # M
-        student_to_teacher = [view_to_view_matrix(a_s, a_t) for a_t, a_s in matrices]  # inverse(M)
+        # inverted where the mapper left them (the CPU: an inverse on the GPU reads its status back),
+        # then moved in one copy
+        host_matrices = [(d["teacher"]["transform_matrix"], d["student"]["transform_matrix"]) for d in unlabeled]
+        matrices = torch.stack(
+            [view_to_view_matrix(a_t, a_s) for a_t, a_s in host_matrices]  # M
+            + [view_to_view_matrix(a_s, a_t) for a_t, a_s in host_matrices]  # inverse(M)
+        ).to(self.device, non_blocking=True)
+        teacher_to_student, student_to_teacher = list(matrices[: len(unlabeled)]), list(matrices[len(unlabeled):])
         pseudo_labels = [
             instances_to_view(p, m, size)
             for p, m, size in zip(teacher_out.pseudo_labels, teacher_to_student, images.image_sizes)
@@ -195,11 +198,12 @@ class SoftTeacher(nn.Module):
             split_pseudo_labels(p, self.rpn_pseudo_thresh, self.cls_pseudo_thresh, self.reg_uncertainty_thresh)
             for p in pseudo_labels
         ]
-        rpn_sets = [p[m["rpn"]] for p, m in zip(pseudo_labels, masks)]
-        cls_sets = [p[m["cls"]] for p, m in zip(pseudo_labels, masks)]
-        reg_sets = [p[m["reg"]] for p, m in zip(pseudo_labels, masks)]
+        rpn_sets = [select(p, m["rpn"]) for p, m in zip(pseudo_labels, masks)]
+        cls_sets = [select(p, m["cls"]) for p, m in zip(pseudo_labels, masks)]
+        reg_sets = [select(p, m["reg"]) for p, m in zip(pseudo_labels, masks)]
         counts = self._pseudo_label_counts(unlabeled, teacher_out, rpn_sets, cls_sets, reg_sets)
         if comm.get_world_size() > 1:
+            counts = counts.to(self.device)  # NCCL reduces GPU tensors
             torch.distributed.all_reduce(counts)  # every rank calls it: the burn-in ends on the same iteration
         storage = get_event_storage()
         for name, value in stats_from_counts(counts).items():
@@ -237,8 +241,8 @@ class SoftTeacher(nn.Module):
         when every image has them."""
         annotations_teacher_view = None
         if all("hidden_instances" in d for d in unlabeled):
-            annotations_teacher_view = [
-                instances_to_view(d["hidden_instances"].to(self.device), d["teacher"]["transform_matrix"], size)
+            annotations_teacher_view = [  # where the mapper left them, on the CPU
+                instances_to_view(d["hidden_instances"], d["teacher"]["transform_matrix"], size)
                 for d, size in zip(unlabeled, teacher_out.images.image_sizes)
             ]
         return pseudo_label_counts(

@@ -17,6 +17,7 @@ from detectron2.structures import Boxes, Instances
 
 from .box_head import box_head_predictions
 from .pseudo_labels import teacher_background_probs
+from .sync_free import clip_boxes
 from .view_geometry import transform_boxes
 
 
@@ -66,11 +67,10 @@ def unsup_roi_cls_loss(
     """
     sampled = student_heads.label_and_sample_proposals(proposals, pseudo_labels)
     logits, _ = box_head_predictions(student_heads, student_features, [p.proposal_boxes for p in sampled])
-    boxes_in_teacher_view = []
-    for p, matrix, size in zip(sampled, student_to_teacher, teacher_image_sizes):
-        boxes = Boxes(transform_boxes(p.proposal_boxes.tensor, matrix))
-        boxes.clip(size)
-        boxes_in_teacher_view.append(boxes)
+    boxes_in_teacher_view = [
+        Boxes(clip_boxes(transform_boxes(p.proposal_boxes.tensor, matrix), size))
+        for p, matrix, size in zip(sampled, student_to_teacher, teacher_image_sizes)
+    ]
     background_probs = teacher_background_probs(teacher_heads, teacher_features, boxes_in_teacher_view)
     gt_classes = cat([p.gt_classes for p in sampled], dim=0)
     loss = soft_weighted_cls_loss(logits, gt_classes, background_probs, class_agnostic)

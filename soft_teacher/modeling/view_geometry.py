@@ -12,6 +12,8 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
+from .sync_free import clip_boxes, select
+
 # A box whose width or height in the target view is below this many pixels (after
 # clipping to the image) is degenerate: it left the view or was squashed, and is dropped.
 MIN_BOX_SIDE = 1.0
@@ -48,15 +50,14 @@ def transform_boxes(boxes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 def boxes_to_view(
     boxes: torch.Tensor, matrix: torch.Tensor, image_size: Tuple[int, int], min_side: float = MIN_BOX_SIDE
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Map ``(N, 4)`` boxes into the target view of ``image_size`` ``(h, w)``, clip, drop degenerate ones.
+    """Map ``(N, 4)`` boxes into the target view of ``image_size`` ``(h, w)``, clip, and mark degenerate ones.
 
-    Returns the ``(K, 4)`` float32 kept boxes (target view) and the ``(N,)`` bool mask selecting them.
+    Returns the ``(N, 4)`` float32 mapped and clipped boxes (target view), degenerate ones included, and
+    the ``(N,)`` bool mask of those kept.
     """
-    mapped = Boxes(transform_boxes(boxes, matrix))
-    mapped.clip(image_size)
-    widths, heights = mapped.tensor[:, 2] - mapped.tensor[:, 0], mapped.tensor[:, 3] - mapped.tensor[:, 1]
-    keep = (widths >= min_side) & (heights >= min_side)
-    return mapped.tensor[keep], keep
+    mapped = clip_boxes(transform_boxes(boxes, matrix), image_size)
+    widths, heights = mapped[:, 2] - mapped[:, 0], mapped[:, 3] - mapped[:, 1]
+    return mapped, (widths >= min_side) & (heights >= min_side)
 
 
 def instances_to_view(
@@ -67,5 +68,5 @@ def instances_to_view(
     boxes, keep = boxes_to_view(instances.get(box_field).tensor, matrix, image_size)
     moved = Instances(image_size)
     for name, value in instances.get_fields().items():
-        moved.set(name, Boxes(boxes) if name == box_field else value[keep])
-    return moved
+        moved.set(name, Boxes(boxes) if name == box_field else value)
+    return select(moved, keep)
