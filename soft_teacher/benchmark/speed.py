@@ -30,9 +30,9 @@ from soft_teacher.modeling import copy_student_to_teacher
 from .checkout import CHECKOUT
 from .report import machine_line, markdown_table
 
-__all__ = ["CONFIGS", "CONFIDENT_LOGIT", "OpCounter", "StepTimer", "benchmark_config", "calibrate_frozen_batchnorm",
-           "make_one_class_confident", "markdown", "measure", "register_speed_sets", "setting_name", "speed_ratios",
-           "write_coco_sized_images"]
+__all__ = ["CONFIGS", "CONFIDENT_LOGIT", "OpCounter", "StepTimer", "benchmark_config", "benchmark_trainer",
+           "calibrate_frozen_batchnorm", "make_one_class_confident", "markdown", "measure", "register_speed_sets",
+           "setting_name", "speed_ratios", "write_coco_sized_images"]
 
 CONFIGS = {
     "soft_teacher": os.path.join(CHECKOUT, "configs", "coco", "soft_teacher_R50_FPN_10pct.yaml"),
@@ -208,9 +208,10 @@ def benchmark_config(method: str, amp: bool, warmup: int, iters: int, candidates
     return cfg
 
 
-def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str],
-            output_dir: str, num_images: int) -> Dict:
-    """Train ``warmup + iters`` iterations of one setting in this process; its timings."""
+def benchmark_trainer(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str],
+                      output_dir: str, num_images: int) -> SoftTeacherTrainer:
+    """The trainer of one setting, ready to train ``warmup + iters`` iterations on the speed sets (written to
+    ``output_dir/images``): frozen BatchNorm calibrated and, for Soft Teacher, one class made confident."""
     setup_logger(name="soft_teacher")
     register_speed_sets(os.path.join(output_dir, "images"), num_images)
     cfg = benchmark_config(method, amp, warmup, iters, candidates, opts)
@@ -225,6 +226,14 @@ def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, op
         # raised in the teacher alone would fade
         make_one_class_confident(model.student)
         copy_student_to_teacher(model.teacher, model.student)
+    return trainer
+
+
+def measure(method: str, amp: bool, warmup: int, iters: int, candidates: int, opts: Sequence[str],
+            output_dir: str, num_images: int) -> Dict:
+    """Train ``warmup + iters`` iterations of one setting in this process; its timings."""
+    trainer = benchmark_trainer(method, amp, warmup, iters, candidates, opts, output_dir, num_images)
+    cfg = trainer.cfg
     timer = StepTimer(warmup)
     # both last, so that their steps hold every other hook's; the ops of the last warm-up step, untimed
     op_counter = OpCounter(warmup - 1)
