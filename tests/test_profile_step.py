@@ -18,7 +18,7 @@ def resolve(module_name, path):
     return owner
 
 
-def test_named_regions_record_each_call_and_restore_the_functions():
+def test_named_regions_record_each_call_through_the_module_and_restore_the_functions():
     original = sync_free.clip_boxes
     with named_regions([("soft_teacher.modeling.sync_free", "clip_boxes", "clipping")]):
         assert sync_free.clip_boxes is not original
@@ -50,4 +50,4 @@ def test_profiling_a_soft_teacher_step_reports_each_stage_once_per_step(tmp_path
     rows = {line.split(" | ")[0]: line.split(" | ")[1] for line in report.splitlines() if line.count(" | ") == 3}
     assert {region for _, _, region in REGIONS} | {"training_step"} <= set(rows)
     assert all(calls == "1.0" for name, calls in rows.items() if name != "region")
-    assert "cudaStreamSynchronize" in report and os.path.getsize(output / "profile_soft_teacher_fp32_trace.json.gz")
+    assert os.path.getsize(output / "profile_soft_teacher_fp32_trace.json.gz") > 0

@@ -13,7 +13,8 @@ from soft_teacher.modeling.view_geometry import instances_to_view
 
 
 class _HostReads(TorchDispatchMode):
-    """Counts the ops that read a tensor's values back to the host: on a GPU each waits for the stream."""
+    """Counts the aten ops that read a tensor's values back to the host: on a GPU each waits for the stream.
+    Copies to the host (``.cpu()``, ``.tolist()``) are not aten ops on a CPU and are not counted."""
 
     def __init__(self):
         super().__init__()
@@ -30,7 +31,9 @@ class _HostReads(TorchDispatchMode):
 
 
 def four_fields(count=5):
-    instances = Instances((64, 64), gt_boxes=Boxes(torch.rand(count, 4) * 30 + torch.tensor([0.0, 0, 30, 30])))
+    """``count`` boxes of 30 x 30 px and more, on a 64 x 64 image, with classes, scores and uncertainties."""
+    corners = torch.arange(count, dtype=torch.float32)[:, None]
+    instances = Instances((64, 64), gt_boxes=Boxes(torch.cat([corners, corners, corners + 30, corners + 32], dim=1)))
     instances.gt_classes = torch.arange(count)
     instances.scores = torch.linspace(0.1, 0.9, count)
     instances.uncertainty = torch.linspace(0.01, 0.05, count)
@@ -68,22 +71,28 @@ def test_moving_instances_between_views_reads_back_once():
     assert reads.count == 1 and len(moved) == 5
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_pseudo_label_counts_are_summed_on_the_host_from_one_copy_of_the_candidates(device):
-    candidates = [four_fields(5).to(device), four_fields(3).to(device), four_fields(0).to(device)]
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_pseudo_label_counts_of_gpu_candidates_wait_for_the_gpu_at_most_once_and_equal_the_cpu_counts():
+    candidates = [four_fields(5).to("cuda"), four_fields(3).to("cuda"), four_fields(0).to("cuda")]
     annotations = [four_fields(2), four_fields(1), four_fields(0)]  # the mapper leaves them on the CPU
-    expected = pseudo_label_counts([c.to("cpu") for c in candidates], candidates, candidates, candidates, 0.5,
-                                   annotations)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("warn")
+    on_cpu = [c.to("cpu") for c in candidates]
+    expected = pseudo_label_counts(on_cpu, on_cpu, on_cpu, on_cpu, 0.5, annotations)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             counts = pseudo_label_counts(candidates, candidates, candidates, candidates, 0.5, annotations)
     finally:
-        if device == "cuda":
-            torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.set_sync_debug_mode("default")
     assert counts.device.type == "cpu" and torch.equal(counts, expected)
-    synchronizing = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(synchronizing) <= 1  # the one copy of the candidates (none on the CPU)
+    assert len([w for w in caught if "synchroniz" in str(w.message)]) <= 1  # the one copy of the candidates
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pseudo_label_counts_refuse_candidates_that_are_not_finite(device):
+    candidates = four_fields(3)
+    candidates.uncertainty[1] = float("nan")
+    candidates = [candidates.to(device)]
+    with pytest.raises(FloatingPointError, match="SOLVER.BASE_LR"):
+        pseudo_label_counts(candidates, candidates, candidates, candidates, 0.5)

@@ -27,7 +27,7 @@ from .speed import benchmark_trainer, setting_name
 
 __all__ = ["REGIONS", "StepProfiler", "named_regions", "profile_setting", "report"]
 
-# (module, attribute, region): the stages of a Soft Teacher step, each called once per step
+# (module, attribute, region): the stages of a Soft Teacher step, each called once per step after the burn-in
 REGIONS = (
     ("soft_teacher.modeling.soft_teacher", "SoftTeacher.unsupervised_losses", "unsupervised_losses"),
     ("soft_teacher.modeling.soft_teacher", "teacher_pseudo_labels", "teacher_pseudo_labels"),
@@ -67,8 +67,9 @@ def named_regions(regions: Sequence = REGIONS) -> Iterator[None]:
 
 
 class StepProfiler(HookBase):
-    """Profiles training steps ``start`` to ``start + steps - 1`` (register it last, so that its steps hold
-    every other hook's); afterwards :attr:`profiler` holds the result and :attr:`wall_seconds` their time."""
+    """Profiles training steps ``start`` to ``start + steps - 1``; afterwards :attr:`profiler` holds the result
+    and :attr:`wall_seconds` their time. Register it last: each step's region then ends after every other
+    hook's ``after_step`` (their ``before_step`` runs before it begins)."""
 
     def __init__(self, start: int, steps: int):
         self.start, self.steps = start, steps

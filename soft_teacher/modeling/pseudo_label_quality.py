@@ -88,8 +88,9 @@ def pseudo_label_counts(
     Sums, not ratios, so that ranks combine exactly with one ``all_reduce``. ``candidates`` and
     ``annotations_teacher_view`` are in the teacher view, the three loss sets in the student view.
     Grid thresholds below ``initial_thresh`` are unknown: the candidates cannot tell what they give.
-    The counting runs on the host: the candidates come over in one copy, the annotations are read where
-    they are (the mapper leaves them on the CPU), and only the lengths of the loss sets are read.
+    The counting runs on the host: the candidates come over in one copy, the annotations are moved only if
+    they are not there already (the mapper leaves them on the CPU), and only the lengths of the loss sets
+    are read. Raises ``FloatingPointError`` if a candidate's box, score or uncertainty is not finite.
     """
     candidates = _on_host(candidates)
     scores = torch.cat([c.scores for c in candidates])
@@ -134,6 +135,12 @@ def _on_host(candidates: List[Instances]) -> List[Instances]:
                    c.uncertainty[:, None].float()], dim=1)
         for c in candidates
     ]).cpu()
+    if not torch.isfinite(packed).all():
+        raise FloatingPointError(
+            "The teacher's pseudo boxes or their jitter uncertainty are infinite or NaN: its weights have "
+            "diverged with the student's. Try a lower SOLVER.BASE_LR or a longer SOLVER.WARMUP_ITERS, or enable "
+            "SOLVER.CLIP_GRADIENTS."
+        )
     return [
         Instances(c.image_size, gt_boxes=Boxes(rows[:, :4]), gt_classes=rows[:, 4].long(), scores=rows[:, 5],
                   uncertainty=rows[:, 6])

@@ -15,7 +15,8 @@ from detectron2.structures import Boxes, Instances
 from .sync_free import clip_boxes, select
 
 # A box whose width or height in the target view is below this many pixels (after
-# clipping to the image) is degenerate: it left the view or was squashed, and is dropped.
+# clipping to the image) is degenerate: it left the view or was squashed, and moving
+# instances between views drops it.
 MIN_BOX_SIDE = 1.0
 
 
