@@ -116,6 +116,21 @@ def test_each_percent_closes_the_gap_to_the_ceiling_of_its_own_schedule():
     assert "| 1% | 3600 / 1800 | 1 | 20.0 | 30.0 | 25.0 | 70.0 | 20% / 10% |" in accuracy.markdown(results, "cmd")
 
 
+def test_the_table_says_when_its_runs_finished_and_when_the_report_was_written():
+    per_run = {
+        "supervised_5pct_seed1": {**summary_entry("supervised", 5, 1, {"model": 60.0}),
+                                  "finished_utc": "2026-11-26 14:08"},
+        "supervised_100pct_seed1": {**summary_entry("supervised", 100, 1, {"model": 64.0}),
+                                    "finished_utc": "2026-11-25 09:30"},
+        "soft_teacher_5pct_seed1": {**summary_entry("soft_teacher", 5, 1, {"teacher": 62.0, "student": 61.0}),
+                                    "finished_utc": None},
+    }
+    results = {"runs": per_run, "percents": accuracy.summarize(per_run), "machine": MACHINE, "opts": []}
+    machine = next(line for line in accuracy.markdown(results, "cmd").splitlines() if line.startswith("Machine:"))
+    assert machine.endswith("; report written now UTC. The runs finished between 2026-11-25 09:30 and "
+                            "2026-11-26 14:08 UTC.")
+
+
 def write_config(path, base, **solver):
     lines = [f"_BASE_: {str(base)!r}"] + (["SOLVER:"] if solver else [])
     lines += [f"  {key}: {value}" for key, value in solver.items()]

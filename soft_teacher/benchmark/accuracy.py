@@ -27,7 +27,7 @@ from soft_teacher.utils.metrics import LINE_STYLES
 from .branch_runs import (PSEUDO_WINDOW, SHARED_SOLVER_KEYS, Run, Scheduler, _plain, ap_curve, checkpoint_name,
                           final_box_ap, pseudo_label_stats)
 from .checkout import CHECKOUT
-from .report import machine_description, machine_line, markdown_table, write_results
+from .report import machine_description, machine_line, markdown_table, modified_utc, write_results
 
 __all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "ceiling_for", "collect_results",
            "gap_closed", "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark",
@@ -200,7 +200,8 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         out = os.path.join(output, run.name)
         entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
                  "config_file": os.path.relpath(run.config_file, CHECKOUT), "max_iter": cfg.SOLVER.MAX_ITER,
-                 "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
+                 "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER),
+                 "finished_utc": modified_utc(os.path.join(out, "metrics.json")), **status.get(run.name, {})}
         if run.percent in ceilings:
             entry["ceiling"] = ceilings[run.percent]
         if run.twin is not None:
@@ -327,7 +328,10 @@ def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
                       "iterations; precision and recall against the unlabeled images' hidden boxes):", "",
                   markdown_table(["run", "precision", "recall", "pseudo boxes / image"], pseudo_rows)]
     unfinished = [f"{name}: {run.get('state')}" for name, run in runs.items() if run.get("box_ap") is None]
-    lines += ["", f"Machine: {machine_line(results['machine'])}.", "", f"Command: `{command}`"]
+    finished = sorted(run["finished_utc"] for run in runs.values() if run.get("finished_utc"))
+    trained = f" The runs finished between {finished[0]} and {finished[-1]} UTC." if finished else ""
+    lines += ["", f"Machine: {machine_line(results['machine'], 'report written')}.{trained}", "",
+              f"Command: `{command}`"]
     if results["opts"]:
         lines += ["", f"Config overrides for every run: `{shlex.join(results['opts'])}`."]
     if unfinished:

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 import detectron2
 import torch
 
-__all__ = ["machine_description", "machine_line", "markdown_table", "replace_section", "write_results"]
+__all__ = ["machine_description", "machine_line", "markdown_table", "modified_utc", "replace_section", "write_results"]
 
 
 def machine_description() -> Dict[str, Optional[str]]:
@@ -31,12 +31,20 @@ def machine_description() -> Dict[str, Optional[str]]:
     }
 
 
-def machine_line(machine: Dict) -> str:
-    """One sentence of a :func:`machine_description`, for a report's "Machine:" line."""
+def modified_utc(path: str) -> Optional[str]:
+    """When ``path`` was last written, as ``YYYY-MM-DD HH:MM`` UTC; None if it does not exist."""
+    if not os.path.exists(path):
+        return None
+    stamp = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%d %H:%M")
+
+
+def machine_line(machine: Dict, when: str = "measured") -> str:
+    """One sentence of a :func:`machine_description`, for a report's "Machine:" line; ``when`` names its date."""
     cuda = f", CUDA {machine['cuda']}" if machine.get("cuda") else ""
     gpus = f" x{machine['gpus']}" if machine.get("gpus", 0) > 1 else ""
     return (f"{machine['card']}{gpus}, {machine['cpu_cores']} CPU cores; torch {machine['torch']}{cuda}, "
-            f"Detectron2 {machine['detectron2']}, Python {machine['python']}; measured {machine['date_utc']} UTC")
+            f"Detectron2 {machine['detectron2']}, Python {machine['python']}; {when} {machine['date_utc']} UTC")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
