@@ -1,4 +1,5 @@
 """The SoftTeacher meta-architecture: construction, losses, pseudo-label statistics, edge cases, eval, loading."""
+import copy
 import math
 
 import pytest
@@ -80,10 +81,13 @@ def use_known_teacher(model, monkeypatch, per_image):
     monkeypatch.setattr(model.teacher.roi_heads.box_predictor, "inference", known_inference)
 
 
-@pytest.fixture
-def model(tiny_cfg):
+@pytest.fixture(params=["BN", "FrozenBN"])
+def model(tiny_cfg, request):
+    """The tiny model with a BatchNorm backbone (a student backbone pass per batch) and with a FrozenBN one
+    (one pass over the labeled and the unlabeled images)."""
     torch.manual_seed(0)
     tiny_cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0  # every candidate supervises regression
+    tiny_cfg.MODEL.RESNETS.NORM = request.param
     model = build_model(tiny_cfg)
     model.train()
     return model
@@ -241,6 +245,46 @@ def test_the_student_rpn_learns_the_high_score_pseudo_boxes_in_the_student_view(
     assert unsupervised[0].image_size == STUDENT_SIZE
     assert torch.equal(unsupervised[0].gt_boxes.tensor, torch.tensor([[15.0, 13, 35, 33]]))  # A moved by M
     assert len(unsupervised[1]) == 0
+
+
+@pytest.mark.parametrize("norm, passes", [("BN", 2), ("SyncBN", 2), ("FrozenBN", 1), ("GN", 1)])
+def test_the_student_backbone_runs_once_per_step_unless_batch_statistics_would_mix_the_batches(
+    tiny_cfg, monkeypatch, norm, passes
+):
+    tiny_cfg.MODEL.RESNETS.NORM = norm
+    model = build_model(tiny_cfg).train()
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    batch_sizes = []
+    backbone_forward = model.student.backbone.forward
+
+    def recording_forward(x):
+        batch_sizes.append(len(x))
+        return backbone_forward(x)
+
+    monkeypatch.setattr(model.student.backbone, "forward", recording_forward)
+    train_step(model, batch(), backward=False)
+    assert batch_sizes == ([2, 2] if passes == 2 else [4])
+
+
+def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cfg, monkeypatch):
+    # the labeled (64 x 80) and the student views (64 x 96) pad to the same 64 x 96, so the halves match exactly
+    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    torch.manual_seed(0)
+    one_pass = build_model(tiny_cfg).train()
+    two_passes = copy.deepcopy(one_pass)
+    two_passes.single_backbone_pass = False
+    results = []
+    for model in (one_pass, two_passes):
+        use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+        torch.manual_seed(1)  # the same anchor and proposal samples
+        losses, _ = train_step(model, batch([unlabeled(i, affine(), affine(tx=5, ty=3)) for i in range(2)]))
+        results.append((losses, {name: p.grad for name, p in model.student.named_parameters()}))
+    (losses_one, grads_one), (losses_two, grads_two) = results
+    assert losses_one.keys() == losses_two.keys() == SUP_KEYS | UNSUP_KEYS
+    for name in losses_one:
+        assert torch.allclose(losses_one[name], losses_two[name], rtol=1e-4, atol=1e-6), name
+    for name in grads_one:
+        assert torch.allclose(grads_one[name], grads_two[name], rtol=1e-3, atol=1e-6), name
 
 
 CORNER_AND_CENTRE = [[((0.0, 0, 12, 12), 1, 0.95)], [((40.0, 40, 56, 56), 2, 0.95)]]

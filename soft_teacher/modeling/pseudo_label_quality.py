@@ -51,18 +51,20 @@ def same_class_iou(pseudo_labels: Instances, annotations: Instances) -> torch.Te
 def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thresh: float = MATCH_IOU) -> torch.Tensor:
     """``(P,)`` bool: the pseudo boxes of one image that match an annotation (same frame), greedily by score.
 
-    The greedy loop runs on the CPU, on one copy of the IoU matrix: on a GPU it would stop the stream
-    once per pseudo box.
+    The greedy loop runs on the CPU, in numpy, on one copy of the IoU matrix: on a GPU it would stop the
+    stream once per pseudo box, and torch ops on small CPU tensors cost several times numpy's.
     """
-    iou = same_class_iou(pseudo_labels, annotations).cpu()
-    unmatched = torch.ones(len(annotations), dtype=torch.bool)
-    matched = torch.zeros(len(pseudo_labels), dtype=torch.bool)
-    for index in pseudo_labels.scores.cpu().argsort(descending=True).tolist():
-        candidates = torch.where(unmatched, iou[index], torch.full_like(iou[index], -1.0))
-        if len(candidates) and candidates.max() >= iou_thresh:
-            unmatched[candidates.argmax()] = False
-            matched[index] = True
-    return matched.to(pseudo_labels.scores.device)
+    iou = same_class_iou(pseudo_labels, annotations).cpu().numpy()
+    unmatched = np.ones(len(annotations), dtype=bool)
+    matched = np.zeros(len(pseudo_labels), dtype=bool)
+    if len(annotations):
+        for index in pseudo_labels.scores.cpu().argsort(descending=True).tolist():
+            candidates = np.where(unmatched, iou[index], -1.0)
+            best = candidates.argmax()
+            if candidates[best] >= iou_thresh:
+                unmatched[best] = False
+                matched[index] = True
+    return torch.from_numpy(matched).to(pseudo_labels.scores.device)
 
 
 # What :func:`pseudo_label_counts` sums, in order; every entry adds up over images and processes.
