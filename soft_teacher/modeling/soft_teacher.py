@@ -284,10 +284,18 @@ def _has_batch_statistics(module: nn.Module) -> bool:
 
 
 def _split_images(images: ImageList, features: Dict[str, torch.Tensor], count: int):
-    """``((images, features) of the first count images, (those of the rest))``, views of one batch's tensors."""
+    """``((images, features) of the first count images, (those of the rest))``, views of one batch's tensors.
+
+    ``Tensor.split``, not two slices: its backward writes both halves' gradients into one tensor, where
+    each slice's would fill a zero tensor of the whole batch's size (a GPU memory peak at FPN's finest level).
+    """
+    sizes = [count, len(images) - count]
+    tensors = images.tensor.split(sizes)
+    levels = {name: f.split(sizes) for name, f in features.items()}
+    image_sizes = (images.image_sizes[:count], images.image_sizes[count:])
     return tuple(
-        (ImageList(images.tensor[part], images.image_sizes[part]), {name: f[part] for name, f in features.items()})
-        for part in (slice(None, count), slice(count, None))
+        (ImageList(tensors[part], image_sizes[part]), {name: halves[part] for name, halves in levels.items()})
+        for part in (0, 1)
     )
 
 
