@@ -10,6 +10,7 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from soft_teacher.modeling import SoftTeacher
+from soft_teacher.modeling import pseudo_labels as pseudo_labels_module
 from soft_teacher.modeling import soft_teacher as soft_teacher_module
 
 SUP_KEYS = {"sup_loss_rpn_cls", "sup_loss_rpn_loc", "sup_loss_cls", "sup_loss_box_reg"}
@@ -267,12 +268,17 @@ def test_the_student_backbone_runs_once_per_step_unless_batch_statistics_would_m
 
 
 def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cfg, monkeypatch):
-    # the labeled (64 x 80) and the student views (64 x 96) pad to the same 64 x 96, so the halves match exactly
+    # the labeled (64 x 80) and the student views (64 x 96) pad to the same 64 x 96, so the halves match exactly;
+    # the one pass pseudo-labels first, so the teacher's jitter draws from its own generator here, leaving the
+    # samplers the same draws in both orders
     tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
     torch.manual_seed(0)
     one_pass = build_model(tiny_cfg).train()
     two_passes = copy.deepcopy(one_pass)
     two_passes.single_backbone_pass = False
+    jitter_boxes = pseudo_labels_module.jitter_boxes
+    monkeypatch.setattr(pseudo_labels_module, "jitter_boxes", lambda boxes, times, scale: jitter_boxes(
+        boxes, times, scale, torch.Generator().manual_seed(0)))
     results = []
     for model in (one_pass, two_passes):
         use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
@@ -285,6 +291,21 @@ def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cf
         assert torch.allclose(losses_one[name], losses_two[name], rtol=1e-4, atol=1e-6), name
     for name in grads_one:
         assert torch.allclose(grads_one[name], grads_two[name], rtol=1e-3, atol=1e-6), name
+
+
+def test_one_student_backbone_pass_pseudo_labels_before_the_student_runs(tiny_cfg, monkeypatch):
+    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    model = build_model(tiny_cfg).train()
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    calls = []
+
+    def recording(name, forward):
+        return lambda x: calls.append(name) or forward(x)
+
+    for name, module in (("teacher", model.teacher.backbone), ("student", model.student.backbone)):
+        monkeypatch.setattr(module, "forward", recording(name, module.forward))
+    train_step(model, batch(), backward=False)
+    assert calls == ["teacher", "student"]
 
 
 CORNER_AND_CENTRE = [[((0.0, 0, 12, 12), 1, 0.95)], [((40.0, 40, 56, 56), 2, 0.95)]]

@@ -160,10 +160,11 @@ class SoftTeacher(nn.Module):
         after burn-in, those of ``unsup_losses`` as ``unsup_loss_*``, already times ``unsup_weight``.
         In eval mode the predictions of :attr:`eval_detector` on a list of Detectron2 input dicts.
 
-        With :attr:`single_backbone_pass` the student's backbone runs once over the labeled images and the
-        unlabeled student views, padded into one batch as Detectron2 pads any batch; each half then goes
-        through the RPN and the box head on its own, as before. That saves a backbone forward and backward
-        per step, a tenth of the ops of a Soft Teacher step with R50-FPN.
+        With :attr:`single_backbone_pass` the teacher pseudo-labels first (so that its working memory does not
+        add to the student's activations), then the student's backbone runs once over the labeled images and
+        the unlabeled student views, padded into one batch as Detectron2 pads any batch; each half goes on
+        through the RPN and the box head alone. That saves a backbone forward and backward per step. The
+        random draws of the two paths come in another order (the teacher's box jitter, the samplers).
         """
         if not self.training:
             return self.eval_detector(batched_inputs)
@@ -171,40 +172,47 @@ class SoftTeacher(nn.Module):
         if unlabeled is None or get_event_storage().iter < self.burn_in_iters:
             return {f"sup_{name}": value for name, value in self.student(labeled).items()}
         if self.single_backbone_pass:
+            teacher_out = self.pseudo_label(unlabeled)
             images = self.student.preprocess_image(labeled + [d["student"] for d in unlabeled])
             features = self.student.backbone(images.tensor)
             (labeled_images, labeled_features), (images, features) = _split_images(images, features, len(labeled))
             sup_losses = detector_losses(self.student, labeled, labeled_images, labeled_features)
         else:
-            sup_losses, images, features = self.student(labeled), None, None
+            sup_losses, teacher_out, images, features = self.student(labeled), None, None, None
         losses = {f"sup_{name}": value for name, value in sup_losses.items()}
-        losses.update(self.unsupervised_losses(unlabeled, images, features))
+        losses.update(self.unsupervised_losses(unlabeled, teacher_out, images, features))
         return losses
 
-    def unsupervised_losses(
-        self,
-        unlabeled: List[dict],
-        images: Optional[ImageList] = None,
-        features: Optional[Dict[str, torch.Tensor]] = None,
-    ) -> Dict[str, torch.Tensor]:
-        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; writes ``pseudo/*`` stats over
-        all ranks, and the student's own scalars (RPN anchors, ROI samples) under ``unsup/``.
-
-        ``images`` (the preprocessed student views) and ``features`` (the student backbone's, ``(N, C, H', W')``
-        per level) are computed here when not given.
-        """
+    def pseudo_label(self, unlabeled: List[dict]) -> TeacherOutput:
+        """The teacher's candidate pseudo boxes (teacher view) and features for a batch of unlabeled dicts."""
         if not unlabeled:
             raise ValueError(
                 "The unlabeled batch is empty after burn-in; set SOLVER.IMS_PER_BATCH_UNLABELED to at "
                 "least the number of GPUs."
             )
-        teacher_out = teacher_pseudo_labels(
+        return teacher_pseudo_labels(
             self.teacher,
             [d["teacher"] for d in unlabeled],
             self.initial_score_thresh,
             self.jitter_times,
             self.jitter_scale,
         )
+
+    def unsupervised_losses(
+        self,
+        unlabeled: List[dict],
+        teacher_out: Optional[TeacherOutput] = None,
+        images: Optional[ImageList] = None,
+        features: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; writes ``pseudo/*`` stats over
+        all ranks, and the student's own scalars (RPN anchors, ROI samples) under ``unsup/``.
+
+        ``teacher_out`` (:meth:`pseudo_label`), ``images`` (the preprocessed student views) and ``features``
+        (the student backbone's on them, per level ``(N, C, H', W')``) are computed here when not given.
+        """
+        if teacher_out is None:
+            teacher_out = self.pseudo_label(unlabeled)
         if images is None:
             images = self.student.preprocess_image([d["student"] for d in unlabeled])
         # inverted where the mapper left them (the CPU: an inverse on the GPU reads its status back),
