@@ -30,8 +30,7 @@ def random_image(size, seed):
     return torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 
-def labeled(seed, boxes=((10.0, 10, 40, 50),), classes=(1,)):
-    size = (64, 80)
+def labeled(seed, boxes=((10.0, 10, 40, 50),), classes=(1,), size=(64, 80)):
     instances = Instances(size, gt_boxes=Boxes(torch.tensor(boxes).view(-1, 4)), gt_classes=torch.tensor(classes))
     return {
         "file_name": f"labeled_{seed}.jpg", "image_id": seed, "height": size[0], "width": size[1],
@@ -248,13 +247,8 @@ def test_the_student_rpn_learns_the_high_score_pseudo_boxes_in_the_student_view(
     assert len(unsupervised[1]) == 0
 
 
-@pytest.mark.parametrize("norm, passes", [("BN", 2), ("SyncBN", 2), ("FrozenBN", 1), ("GN", 1)])
-def test_the_student_backbone_runs_once_per_step_unless_batch_statistics_would_mix_the_batches(
-    tiny_cfg, monkeypatch, norm, passes
-):
-    tiny_cfg.MODEL.RESNETS.NORM = norm
-    model = build_model(tiny_cfg).train()
-    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+def recorded_backbone_batches(model, monkeypatch):
+    """The batch size of each student backbone pass, appended as the model runs."""
     batch_sizes = []
     backbone_forward = model.student.backbone.forward
 
@@ -263,15 +257,38 @@ def test_the_student_backbone_runs_once_per_step_unless_batch_statistics_would_m
         return backbone_forward(x)
 
     monkeypatch.setattr(model.student.backbone, "forward", recording_forward)
+    return batch_sizes
+
+
+# the labeled images (64 x 80) and the student views (64 x 96) are both padded to 64 x 96
+@pytest.mark.parametrize("norm, passes", [("BN", [2, 2]), ("SyncBN", [2, 2]), ("FrozenBN", [4]), ("GN", [4])])
+def test_the_student_backbone_runs_once_per_step_unless_batch_statistics_would_mix_the_batches(
+    tiny_cfg, monkeypatch, norm, passes
+):
+    tiny_cfg.MODEL.RESNETS.NORM = norm
+    model = build_model(tiny_cfg).train()
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    batch_sizes = recorded_backbone_batches(model, monkeypatch)
     train_step(model, batch(), backward=False)
-    assert batch_sizes == ([2, 2] if passes == 2 else [4])
+    assert batch_sizes == passes
+
+
+def test_batches_padded_to_different_shapes_keep_their_own_backbone_passes(tiny_cfg, monkeypatch):
+    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    model = build_model(tiny_cfg).train()
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    batch_sizes = recorded_backbone_batches(model, monkeypatch)
+    portrait = [labeled(i, size=(96, 64)) for i in range(2)]  # padded to 96 x 64, the student views to 64 x 96
+    losses, _ = train_step(model, batch(labeled_dicts=portrait))
+    assert batch_sizes == [2, 2]
+    assert_finite_and_connected(losses, model)
 
 
 def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cfg, monkeypatch):
-    # the labeled (64 x 80) and the student views (64 x 96) pad to the same 64 x 96, so the halves match exactly;
     # the one pass pseudo-labels first, so the teacher's jitter draws from its own generator here, leaving the
     # samplers the same draws in both orders
     tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    tiny_cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0  # the regression loss is compared too
     torch.manual_seed(0)
     one_pass = build_model(tiny_cfg).train()
     two_passes = copy.deepcopy(one_pass)
@@ -282,12 +299,15 @@ def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cf
     results = []
     for model in (one_pass, two_passes):
         use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+        batch_sizes = recorded_backbone_batches(model, monkeypatch)
         torch.manual_seed(1)  # the same anchor and proposal samples
         losses, _ = train_step(model, batch([unlabeled(i, affine(), affine(tx=5, ty=3)) for i in range(2)]))
-        results.append((losses, {name: p.grad for name, p in model.student.named_parameters()}))
-    (losses_one, grads_one), (losses_two, grads_two) = results
+        results.append((batch_sizes, losses, {name: p.grad for name, p in model.student.named_parameters()}))
+    (passes_one, losses_one, grads_one), (passes_two, losses_two, grads_two) = results
+    assert passes_one == [4] and passes_two == [2, 2]
     assert losses_one.keys() == losses_two.keys() == SUP_KEYS | UNSUP_KEYS
     for name in losses_one:
+        assert losses_one[name] > 0, name
         assert torch.allclose(losses_one[name], losses_two[name], rtol=1e-4, atol=1e-6), name
     for name in grads_one:
         assert torch.allclose(grads_one[name], grads_two[name], rtol=1e-3, atol=1e-6), name

@@ -27,7 +27,8 @@ from .speed import benchmark_trainer, setting_name
 
 __all__ = ["REGIONS", "StepProfiler", "named_regions", "profile_setting", "report"]
 
-# (module, attribute, region): the stages of a Soft Teacher step, each called once per step after the burn-in
+# (module, attribute, region): the stages of a Soft Teacher step, each called once per step after the burn-in;
+# with one student backbone pass the teacher runs before unsupervised_losses, not inside it
 REGIONS = (
     ("soft_teacher.modeling.soft_teacher", "SoftTeacher.unsupervised_losses", "unsupervised_losses"),
     ("soft_teacher.modeling.soft_teacher", "teacher_pseudo_labels", "teacher_pseudo_labels"),

@@ -54,7 +54,7 @@ def true_positive_mask(pseudo_labels: Instances, annotations: Instances, iou_thr
     The greedy loop runs on the CPU, in numpy, on one copy of the IoU matrix: on a GPU it would stop the
     stream once per pseudo box, and torch ops on small CPU tensors cost several times numpy's.
     """
-    iou = same_class_iou(pseudo_labels, annotations).cpu().numpy()
+    iou = same_class_iou(pseudo_labels, annotations).detach().cpu().numpy()
     unmatched = np.ones(len(annotations), dtype=bool)
     matched = np.zeros(len(pseudo_labels), dtype=bool)
     if len(annotations):

@@ -106,7 +106,7 @@ class SoftTeacher(nn.Module):
         self.burn_in_iters = burn_in_iters
         self.eval_model = eval_model
         self.strong_view_bn_stats = strong_view_bn_stats
-        # one student backbone pass over labeled and unlabeled images, unless batch statistics would mix them
+        # labeled images and student views may share a backbone pass: no batch statistics mix them
         self.single_backbone_pass = not _has_batch_statistics(student.backbone)
         unknown = set(unsup_losses) - set(UNSUP_LOSS_NAMES)
         if unknown:
@@ -162,8 +162,9 @@ class SoftTeacher(nn.Module):
 
         With :attr:`single_backbone_pass` the teacher pseudo-labels first (so that its working memory does not
         add to the student's activations), then the student's backbone runs once over the labeled images and
-        the unlabeled student views, padded into one batch as Detectron2 pads any batch; each half goes on
-        through the RPN and the box head alone. That saves a backbone forward and backward per step. The
+        the unlabeled student views when the two batches are padded to the same shape (fixed-size inputs;
+        now and then in multi-scale training), which gives each image the features two passes would; each
+        batch goes on through the RPN and the box head alone. That saves a backbone forward and backward. The
         random draws of the two paths come in another order (the teacher's box jitter, the samplers).
         """
         if not self.training:
@@ -173,9 +174,9 @@ class SoftTeacher(nn.Module):
             return {f"sup_{name}": value for name, value in self.student(labeled).items()}
         if self.single_backbone_pass:
             teacher_out = self.pseudo_label(unlabeled)
-            images = self.student.preprocess_image(labeled + [d["student"] for d in unlabeled])
-            features = self.student.backbone(images.tensor)
-            (labeled_images, labeled_features), (images, features) = _split_images(images, features, len(labeled))
+            labeled_images = self.student.preprocess_image(labeled)
+            images = self.student.preprocess_image([d["student"] for d in unlabeled])
+            labeled_features, features = _backbone_features(self.student.backbone, labeled_images, images)
             sup_losses = detector_losses(self.student, labeled, labeled_images, labeled_features)
         else:
             sup_losses, teacher_out, images, features = self.student(labeled), None, None, None
@@ -209,7 +210,8 @@ class SoftTeacher(nn.Module):
         all ranks, and the student's own scalars (RPN anchors, ROI samples) under ``unsup/``.
 
         ``teacher_out`` (:meth:`pseudo_label`), ``images`` (the preprocessed student views) and ``features``
-        (the student backbone's on them, per level ``(N, C, H', W')``) are computed here when not given.
+        (the student backbone's on them, per level ``(N, C, H', W')``) are computed here when not given;
+        only features computed here run with ``STRONG_VIEW_BN_STATS``'s hold on BatchNorm statistics.
         """
         if teacher_out is None:
             teacher_out = self.pseudo_label(unlabeled)
@@ -287,24 +289,23 @@ class SoftTeacher(nn.Module):
 
 def _has_batch_statistics(module: nn.Module) -> bool:
     """Whether some layer of ``module`` normalises with the statistics of its batch (BatchNorm, SyncBN)
-    in training: then the images a forward pass batches together change each other's features."""
+    in training: then the images a forward pass batches together change each other's features (frozen
+    BatchNorm, GroupNorm and no norm work image by image)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def _split_images(images: ImageList, features: Dict[str, torch.Tensor], count: int):
-    """``((images, features) of the first count images, (those of the rest))``, views of one batch's tensors.
+def _backbone_features(backbone: nn.Module, first: ImageList, second: ImageList):
+    """The backbone's features (per level ``(N, C, H', W')``) of two preprocessed batches, as a pair of dicts.
 
-    ``Tensor.split``, not two slices: its backward writes both halves' gradients into one tensor, where
-    each slice's would fill a zero tensor of the whole batch's size (a GPU memory peak at FPN's finest level).
+    One pass when both are padded to the same shape, so each image gets the features it would get alone with
+    its batch; two passes otherwise. The halves come from ``Tensor.split``, whose backward writes both halves'
+    gradients into one tensor, where each slice's would fill a zero tensor of the whole batch's size.
     """
-    sizes = [count, len(images) - count]
-    tensors = images.tensor.split(sizes)
-    levels = {name: f.split(sizes) for name, f in features.items()}
-    image_sizes = (images.image_sizes[:count], images.image_sizes[count:])
-    return tuple(
-        (ImageList(tensors[part], image_sizes[part]), {name: halves[part] for name, halves in levels.items()})
-        for part in (0, 1)
-    )
+    if first.tensor.shape[-2:] != second.tensor.shape[-2:]:
+        return backbone(first.tensor), backbone(second.tensor)
+    features = backbone(torch.cat([first.tensor, second.tensor]))
+    halves = {name: level.split([len(first), len(second)]) for name, level in features.items()}
+    return tuple({name: pair[part] for name, pair in halves.items()} for part in (0, 1))
 
 
 def detector_losses(
@@ -312,6 +313,10 @@ def detector_losses(
 ) -> Dict[str, torch.Tensor]:
     """The training losses of ``GeneralizedRCNN.forward`` on labeled dicts whose backbone ``features`` (per
     level ``(N, C, H', W')``, of the preprocessed ``images``) are already computed."""
+    if not batched_inputs or any("instances" not in x for x in batched_inputs):
+        raise ValueError("Every labeled training dict needs its 'instances' (the annotations in the labeled view), "
+                         "and the labeled batch must not be empty: build the loader with soft_teacher.data's "
+                         "semi-supervised loader.")
     gt_instances = [x["instances"].to(detector.device) for x in batched_inputs]
     proposals, proposal_losses = detector.proposal_generator(images, features, gt_instances)
     _, losses = detector.roi_heads(images, features, proposals, gt_instances)
