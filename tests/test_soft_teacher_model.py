@@ -313,6 +313,16 @@ def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cf
         assert torch.allclose(grads_one[name], grads_two[name], rtol=1e-3, atol=1e-6), name
 
 
+def test_labeled_dicts_without_instances_are_refused_with_what_they_lack(tiny_cfg, monkeypatch):
+    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    model = build_model(tiny_cfg).train()
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    bare = [labeled(0), labeled(1)]
+    del bare[1]["instances"]
+    with pytest.raises(ValueError, match="'instances'"):
+        train_step(model, batch(labeled_dicts=bare), backward=False)
+
+
 def test_one_student_backbone_pass_pseudo_labels_before_the_student_runs(tiny_cfg, monkeypatch):
     tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
     model = build_model(tiny_cfg).train()
