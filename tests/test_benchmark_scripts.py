@@ -488,3 +488,8 @@ def test_the_1pct_benchmark_student_view_is_translated_only_and_the_5pct_also_ro
     one, five = (BenchmarkRun("soft_teacher", p, 1).run.config([]).INPUT.STRONG_GEOMETRIC_OPS for p in (1, 5))
     assert tuple(one) == ("translate_x", "translate_y")
     assert tuple(five) == ("translate_x", "translate_y", "rotate")
+
+
+@pytest.mark.parametrize("percent", accuracy.SEMI_SUPERVISED_PERCENTS)
+def test_each_shapes_benchmark_branch_can_start_from_its_twins_checkpoint(percent):
+    assert branch_runs.branch_problems([BenchmarkRun("soft_teacher", percent, 1).run]) == []
