@@ -92,6 +92,15 @@ def test_boxes_fit_the_drawn_pixels(index):
     assert not (changed & ~covered).any(), "an object pixel lies outside every box"
 
 
+def test_test_subset_is_held_out_new_images_of_val_size(shapes_root):
+    test, val = DatasetCatalog.get("shapes_test"), DatasetCatalog.get("shapes_val")
+    assert len(test) == len(val) == NUM_VAL
+    assert MetadataCatalog.get("shapes_test").thing_classes == list(SHAPE_CLASSES)
+    test_pixels = {cv2.imread(d["file_name"]).tobytes() for d in test}
+    assert not test_pixels & {cv2.imread(d["file_name"]).tobytes() for d in val}
+    assert not test_pixels & {cv2.imread(d["file_name"]).tobytes() for d in DatasetCatalog.get("shapes_train")}
+
+
 def test_visible_box_of_a_hand_drawn_mask():
     mask = np.zeros((10, 12), dtype=bool)
     mask[2:5, 3:9] = True  # rows 2-4, columns 3-8
@@ -122,7 +131,7 @@ def test_all_split_names_are_registered():
         for fold in range(1, 6):
             assert f"shapes_train_{percent}pct_{fold}" in registered
             assert f"shapes_train_{percent}pct_{fold}_unlabeled" in registered
-    assert {"shapes_train", "shapes_val"} <= registered
+    assert {"shapes_train", "shapes_val", "shapes_test"} <= registered
 
 
 def test_labeled_and_unlabeled_splits_partition_train(shapes_root):

@@ -6,7 +6,8 @@ The same seed gives byte-identical images and json files.
 
 Registered names (loaded lazily, generated under ``$DETECTRON2_DATASETS/shapes/`` on
 first use, default ``./datasets``): ``shapes_train`` (3000 images), ``shapes_val``
-(400 images), and for ``p`` in 1, 5, 10 and fold ``s`` in 1-5 the labeled split
+(400 images), ``shapes_test`` (400 more images from the same generator, drawn from their own
+seed sequence; held out: nothing is chosen by its score), and for ``p`` in 1, 5, 10 and fold ``s`` in 1-5 the labeled split
 ``shapes_train_{p}pct_{s}`` and its complement ``shapes_train_{p}pct_{s}_unlabeled``.
 Splits follow COCO's partial-split convention
 (:func:`soft_teacher.data.datasets.coco_partial.partial_split_indices`).
@@ -40,11 +41,11 @@ __all__ = [
 ]
 
 # Bump whenever shapes_render draws other images or the json changes: a stored set of another
-# version is regenerated.
-GENERATOR_VERSION = 1
+# version is regenerated. (2: the test subset; train and val are unchanged.)
+GENERATOR_VERSION = 2
 DEFAULT_SEED = 2021
 NUM_TRAIN_IMAGES = 3000
-NUM_VAL_IMAGES = 400
+NUM_VAL_IMAGES = 400  # also the size of the test subset
 SPLIT_PERCENTS = (1, 5, 10)
 SPLIT_FOLDS = (1, 2, 3, 4, 5)
 
@@ -84,7 +85,8 @@ def generate_shapes(root: str, seed: int = DEFAULT_SEED, num_train: int = NUM_TR
                     num_val: int = NUM_VAL_IMAGES) -> str:
     """Write the set to ``root/shapes`` (replacing what is there) and return that folder.
 
-    Layout: ``train/*.png``, ``val/*.png``, ``annotations/shapes_{train,val}.json`` and a
+    Layout: ``{train,val,test}/*.png``, ``annotations/shapes_{train,val,test}.json`` (test has ``num_val``
+    images) and a
     ``manifest.json`` (generator version, seed, sizes) written last, so that an interrupted
     generation is never taken for a complete one. Several processes may call this at
     once: each writes a private folder and the first to finish moves it into place.
@@ -96,7 +98,7 @@ def generate_shapes(root: str, seed: int = DEFAULT_SEED, num_train: int = NUM_TR
     staging = tempfile.mkdtemp(prefix=".shapes-", dir=os.path.dirname(target))
     try:
         os.makedirs(os.path.join(staging, "annotations"))
-        for subset, count in (("train", num_train), ("val", num_val)):
+        for subset, count in (("train", num_train), ("val", num_val), ("test", num_val)):
             os.makedirs(os.path.join(staging, subset))
             coco = _coco_json(seed, subset, count, os.path.join(staging, subset))
             with open(os.path.join(staging, "annotations", f"shapes_{subset}.json"), "w") as f:
@@ -129,7 +131,8 @@ def ensure_shapes(root: str, seed: int = DEFAULT_SEED, num_train: int = NUM_TRAI
     folder = _dataset_dir(root)
     if _is_current(folder, seed, num_train, num_val):
         return folder
-    logger.info(f"Generating the synthetic shapes set ({num_train} train + {num_val} val images) in {folder}")
+    logger.info(f"Generating the synthetic shapes set ({num_train} train + {num_val} val + {num_val} test images) "
+                f"in {folder}")
     return generate_shapes(root, seed, num_train, num_val)
 
 
@@ -150,7 +153,8 @@ def _load_split(root: str, percent: int, fold: int, unlabeled: bool, seed: int, 
 def register_shapes(root: Optional[str] = None, seed: int = DEFAULT_SEED, num_train: int = NUM_TRAIN_IMAGES,
                     num_val: int = NUM_VAL_IMAGES, percents: Sequence[int] = SPLIT_PERCENTS,
                     folds: Sequence[int] = SPLIT_FOLDS) -> Dict[str, str]:
-    """Register ``shapes_train``, ``shapes_val`` and the partial splits, stored under ``root/shapes``.
+    """Register ``shapes_train``, ``shapes_val``, ``shapes_test`` and the partial splits, stored under
+    ``root/shapes``.
 
     ``root`` defaults to :func:`~.catalog.dataset_root`, read now.
     Loading any of them generates the set on first use. Calling again with another root,

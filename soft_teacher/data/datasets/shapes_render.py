@@ -49,7 +49,7 @@ PLACEMENT_TRIES = 10
 # An object's colour must differ by at least this much (sum over BGR) from >= 90% of the pixels it covers.
 _MIN_COLOR_DISTANCE = 90
 _COLOR_TRIES = 20
-SUBSETS = {"train": 0, "val": 1}  # subset -> its key in the seed sequence
+SUBSETS = {"train": 0, "val": 1, "test": 2}  # subset -> its key in the seed sequence
 _SHIFT = 4  # fixed-point bits of the sub-pixel coordinates passed to cv2
 
 
@@ -205,7 +205,7 @@ def _visible_box(mask: np.ndarray) -> List[int]:
 
 
 def render_image(seed: int, subset: str, index: int, draw_objects: bool = True) -> Tuple[np.ndarray, List[dict]]:
-    """Draw image ``index`` of ``subset`` ("train" or "val") for generator seed ``seed``.
+    """Draw image ``index`` of ``subset`` ("train", "val" or "test") for generator seed ``seed``.
 
     Returns the (H, W, 3) uint8 BGR image and its objects as dicts with ``category_id``
     (1-based index into ``SHAPE_CLASSES``), ``bbox`` (XYWH of the visible pixels) and
