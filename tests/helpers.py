@@ -299,10 +299,15 @@ def run_tool(tool: str, argv: Sequence[str], timeout: int = 240,
 
 
 def load_tool(tool: str):
-    """The module ``tools/<tool>.py``, for two uses only: parsing the commands docs show (README.md, config
-    headers) with the tool's own argument parser, and ``tools/install.py``, which must run before the package
-    is installed. Test what any other tool does through its package function, or run it with :func:`run_tool`."""
-    spec = importlib.util.spec_from_file_location(tool, os.path.join(REPO_ROOT, "tools", f"{tool}.py"))
+    """The module ``tools/<tool>.py`` (the one imported already, if it is), named by a command: for parsing the
+    commands docs show (README.md, config headers) with the tool's own argument parser, and for
+    ``tools/install.py``. Elsewhere a test imports a tool's module by its plain name (``conftest.py`` puts
+    ``tools/`` on ``sys.path``: ``import benchmark_accuracy``) or runs the tool with :func:`run_tool`."""
+    path = os.path.join(REPO_ROOT, "tools", f"{tool}.py")
+    imported = sys.modules.get(tool)
+    if imported is not None and os.path.abspath(getattr(imported, "__file__", None) or "") == path:
+        return imported  # one copy of a module, whose globals the tests may patch
+    spec = importlib.util.spec_from_file_location(tool, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[tool] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)

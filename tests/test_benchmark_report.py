@@ -1,9 +1,8 @@
-"""soft_teacher.benchmark.report, what the benchmarks share: their results files and their own section of
+"""tools/benchmark_report.py, what the benchmarks share: their results files and their own section of
 BENCHMARKS.md."""
 import json
-import os
 
-from soft_teacher.benchmark import report
+import benchmark_report as report
 
 
 def test_a_section_is_appended_once_then_replaced_in_place(tmp_path):
@@ -34,11 +33,3 @@ def test_the_section_may_get_its_own_text_with_links_relative_to_the_markdown_fi
 def test_machine_line_names_the_card_and_versions():
     line = report.machine_line(report.machine_description())
     assert line.startswith(("CPU", "NVIDIA")) and "torch" in line and "Detectron2" in line
-
-
-def test_modified_utc_gives_a_files_last_write_in_utc_and_none_for_a_missing_file(tmp_path):
-    path = tmp_path / "metrics.json"
-    path.write_text("{}\n")
-    os.utime(path, (0, 1_795_000_000))  # 2026-11-18 11:06:40 UTC
-    assert report.modified_utc(str(path)) == "2026-11-18 11:06"
-    assert report.modified_utc(str(tmp_path / "absent.json")) is None

@@ -1,5 +1,4 @@
-"""soft_teacher.benchmark.demo (tools/run_demo.py, ``make demo``): Soft Teacher against its supervised twin, and the
-two demo configs."""
+"""tools/run_demo.py (``make demo``): Soft Teacher against its supervised twin, and the two demo configs."""
 import json
 import math
 import os
@@ -9,9 +8,11 @@ import pytest
 import torch
 
 from soft_teacher.data.datasets.shapes import generate_shapes
-from soft_teacher.benchmark import branch_runs, demo
 from soft_teacher.engine import ConfigError, load_config
 from soft_teacher.utils.metrics import metrics_records
+
+import branch_runs
+import run_demo as demo
 from helpers import REPO_ROOT
 
 SOFT_TEACHER_DEMO = os.path.join(REPO_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")

@@ -1,4 +1,4 @@
-"""The step profiler (soft_teacher.benchmark.profile, tools/profile_step.py): named stages, and a tiny CPU run."""
+"""The step profiler (tools/profile_step.py): named stages, and a tiny CPU run."""
 import importlib
 import os
 
@@ -7,7 +7,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from helpers import run_tool
-from soft_teacher.benchmark.profile import REGIONS, named_regions
+from profile_step import REGIONS, named_regions
 from soft_teacher.modeling import sync_free
 
 

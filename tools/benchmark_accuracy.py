@@ -14,8 +14,8 @@ checkpoint ``model_{B-1:07d}.pth`` is copied into the Soft Teacher folder and th
 continues at iteration B with the twin's weights (student and teacher), optimizer and LR schedule; the two arms
 share their first B iterations. A branch waits until that checkpoint is written. Finished runs (final evaluation
 in ``metrics.json``) are read, not trained again; interrupted ones resume from their last checkpoint.
-The training, branching and reading of the runs is ``soft_teacher.benchmark.branch_runs``; the report
-``soft_teacher.benchmark.accuracy``.
+The training, branching and reading of the runs is ``tools/branch_runs.py``; :func:`plan_runs` lists the runs
+(:class:`BenchmarkRun`; a percent's ceiling: :func:`ceiling_for`), :func:`run_benchmark` trains and reports them.
 
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (final box AP as mean +- half-range over seeds, the gap
 closed, per-seed differences, pseudo-label statistics) and ``OUTPUT/accuracy_curves.png``; with
@@ -29,15 +29,361 @@ Usage::
 """
 import argparse
 import os
+import re
 import shlex
+import shutil
 import signal
 import sys
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from soft_teacher.benchmark.accuracy import (DEFAULT_TABLE, SEMI_SUPERVISED_PERCENTS, plan_runs, run_benchmark,
-                                             seed_table)
-from soft_teacher.benchmark.branch_runs import branch_problems
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
+
+from detectron2.data import DatasetCatalog
+
 from soft_teacher.engine import ConfigError
+from soft_teacher.utils.metrics import LINE_STYLES
+
+from benchmark_report import machine_description, machine_line, markdown_table, write_results
+from branch_runs import (CHECKOUT, PSEUDO_WINDOW, SHARED_SOLVER_KEYS, Run, Scheduler, _plain, ap_curve,
+                         branch_problems, checkpoint_name, final_box_ap, pseudo_label_stats)
+
+__all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "ceiling_for", "collect_results",
+           "gap_closed", "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark",
+           "seed_table", "spread", "summarize"]
+
+CONFIG_DIR = os.path.join(CHECKOUT, "configs", "shapes")
+DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the supervised / Soft Teacher pairs
+CEILING = (100, 1)  # (labeled percent, seed) of the supervised ceiling
+SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
+FIGURE = "accuracy_curves.png"
+ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "0.5"}
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One run of the benchmark: its method, labeled percent and seed (and a ceiling's schedule) name its folder
+    and config."""
+
+    method: str  # "supervised" or "soft_teacher"
+    percent: int
+    seed: int
+    schedule: Tuple[str, ...] = ()  # SOLVER overrides of a ceiling trained on another percent's schedule
+
+    @property
+    def name(self) -> str:
+        """``supervised_5pct_seed1``; a ceiling on another schedule adds it (``..._max_iter3600_steps3000``)."""
+        suffix = "".join(f"_{key.split('.')[-1].lower()}{re.sub(r'[^0-9a-zA-Z.]+', '-', value).strip('-')}"
+                         for key, value in zip(self.schedule[::2], self.schedule[1::2]))
+        return f"{self.method}_{self.percent}pct_seed{self.seed}{suffix}"
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(CONFIG_DIR, f"{self.method}_R18_FPN_{self.percent}pct.yaml")
+
+    @property
+    def twin(self) -> Optional["BenchmarkRun"]:
+        """The supervised run a Soft Teacher run branches from."""
+        return BenchmarkRun("supervised", self.percent, self.seed) if self.method == "soft_teacher" else None
+
+    @property
+    def run(self) -> Run:
+        """The run to train: its config with ``SEED``, branching from its twin's."""
+        return Run(self.name, self.config_file, ("SEED", str(self.seed)) + self.schedule,
+                   self.twin.run if self.twin else None)
+
+    def config(self, opts: Sequence[str] = ()):
+        return self.run.config(opts)
+
+
+def ceiling_for(percent: int, opts: Sequence[str] = ()) -> BenchmarkRun:
+    """The 100% run to measure ``percent``'s gap against: :data:`CEILING`, trained on the schedule of
+    ``percent``'s supervised config (its :data:`SHARED_SOLVER_KEYS` where they differ from the 100% config's).
+
+    Raises:
+        ConfigError: a config does not load with ``opts``, or they differ in a SOLVER section (e.g.
+            ``CLIP_GRADIENTS``), which a ceiling cannot take over key by key.
+    """
+    ceiling = BenchmarkRun("supervised", *CEILING)
+    if percent == CEILING[0]:
+        return ceiling
+    labeled = BenchmarkRun("supervised", percent, CEILING[1]).config(opts).SOLVER
+    full = ceiling.config(opts).SOLVER
+    schedule = []
+    for key in SHARED_SOLVER_KEYS:
+        if _plain(labeled[key]) == _plain(full[key]):
+            continue
+        if isinstance(labeled[key], dict):
+            raise ConfigError(f"SOLVER.{key} of {os.path.basename(ceiling.config_file)} and of the {percent}% config "
+                              "differ: make them agree, so that the 100% ceiling trains the same schedule.")
+        schedule += [f"SOLVER.{key}", str(labeled[key])]
+    return BenchmarkRun("supervised", *CEILING, schedule=tuple(schedule))
+
+
+def seed_table(percents: Sequence[int], seeds: Dict[Optional[int], Sequence[int]]) -> List[Tuple[int, int]]:
+    """The (labeled percent, seed) pairs to run: each percent's seeds are ``seeds[percent]``, else
+    ``seeds[None]`` (given for every percent), else :data:`DEFAULT_TABLE`'s for it (seed 1 if it has none).
+
+    Raises:
+        ValueError: ``seeds`` names a percent that ``percents`` lacks.
+    """
+    stray = sorted(p for p in seeds if p is not None and p not in percents)
+    if stray:
+        raise ValueError(f"seeds are given for {stray}, which the percents run ({list(percents)}) do not include")
+    return [(p, s) for p in percents
+            for s in seeds.get(p) or seeds.get(None) or [s for q, s in DEFAULT_TABLE if q == p] or [1]]
+
+
+def plan_runs(table: Sequence[Tuple[int, int]], opts: Sequence[str] = ()) -> List[BenchmarkRun]:
+    """The supervised runs (the ceilings last, one per schedule), then their Soft Teacher branches.
+
+    Raises:
+        ConfigError: see :func:`ceiling_for`.
+    """
+    ceilings = list(dict.fromkeys(ceiling_for(p, opts) for p in sorted({p for p, _ in table})))
+    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + ceilings
+    return supervised + [BenchmarkRun("soft_teacher", p, s) for p, s in table]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def spread(values: Dict[int, float]) -> Optional[dict]:
+    """``{"mean", "half_range", "values": {seed: AP}}`` of per-seed values; None without any."""
+    if not values:
+        return None
+    figures = list(values.values())
+    return {"mean": sum(figures) / len(figures), "half_range": (max(figures) - min(figures)) / 2,
+            "values": {str(seed): value for seed, value in sorted(values.items())}}
+
+
+def paired_differences(soft: Dict[int, float], sup: Dict[int, float]) -> Dict[str, float]:
+    """``{seed: soft - sup}`` over the seeds both have."""
+    return {str(seed): soft[seed] - sup[seed] for seed in sorted(soft) if seed in sup}
+
+
+def gap_closed(ap_soft: Optional[float], ap_sup: Optional[float], ap_full: Optional[float]) -> Optional[float]:
+    """``(AP_soft - AP_sup) / (AP_100 - AP_sup)``; None when a figure is missing or the gap is not positive."""
+    if None in (ap_soft, ap_sup, ap_full) or ap_full - ap_sup <= 0:
+        return None
+    return (ap_soft - ap_sup) / (ap_full - ap_sup)
+
+
+def summarize(per_run: Dict[str, dict]) -> Dict[str, dict]:
+    """Per semi-supervised percent: each arm's spread over seeds, its ceiling, gap closed, paired differences.
+
+    ``per_run``: :func:`collect_results`' entries; a percent's runs name their ceiling's run (``"ceiling"``).
+    """
+    def by_seed(method: str, percent: int, model: str) -> Dict[int, float]:
+        return {run["seed"]: run["box_ap"][model] for run in per_run.values()
+                if run["method"] == method and run["percent"] == percent and (run["box_ap"] or {}).get(model)
+                is not None}
+
+    summary = {}
+    percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
+    for percent in percents:
+        runs = [run for run in per_run.values() if run["percent"] == percent]
+        ceiling = per_run.get(runs[0]["ceiling"], {})
+        ap_full = (ceiling.get("box_ap") or {}).get("model")
+        sup = by_seed("supervised", percent, "model")
+        arms = {"teacher": by_seed("soft_teacher", percent, "teacher"),
+                "student": by_seed("soft_teacher", percent, "student")}
+        sup_spread = spread(sup)
+        entry = {
+            "seeds": sorted(run["seed"] for run in runs if run["method"] == "soft_teacher"),
+            "supervised": sup_spread, "ceiling": ap_full, "ceiling_run": runs[0]["ceiling"],
+            "max_iter": runs[0]["max_iter"],
+            "burn_in_iters": next(run["burn_in_iters"] for run in runs if run["method"] == "soft_teacher"),
+        }
+        for arm, values in arms.items():
+            entry[arm] = spread(values)
+        entry["gap_closed"] = {
+            arm: gap_closed(entry[arm]["mean"] if entry[arm] else None, sup_spread["mean"] if sup_spread else None,
+                            ap_full) for arm in arms}
+        entry["difference"] = {arm: paired_differences(values, sup) for arm, values in arms.items()}
+        summary[str(percent)] = entry
+    return summary
+
+
+def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[str], status: Dict[str, dict]) -> Dict:
+    """Read every run's final box AP (and a branch's pseudo-label statistics) from its folder under ``output``.
+
+    Returns:
+        ``{"runs": {name: figures}, "percents": summarize(...), "machine", "opts"}``; ``status`` is what
+        :meth:`Scheduler.run` returned (each run's state and minutes).
+    """
+    ceilings = {p: ceiling_for(p, opts).name for p in {run.percent for run in runs} if p != CEILING[0]}
+    per_run = {}
+    for run in runs:
+        cfg = run.config(opts)
+        out = os.path.join(output, run.name)
+        entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
+                 "config_file": os.path.relpath(run.config_file, CHECKOUT), "max_iter": cfg.SOLVER.MAX_ITER,
+                 "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
+        if run.percent in ceilings:
+            entry["ceiling"] = ceilings[run.percent]
+        if run.twin is not None:
+            entry["twin"] = run.twin.name
+            entry["branched_from"] = os.path.join(run.twin.name, checkpoint_name(cfg.SOFT_TEACHER.BURN_IN_ITERS - 1))
+            entry["burn_in_iters"] = cfg.SOFT_TEACHER.BURN_IN_ITERS
+            entry["pseudo_labels"] = pseudo_label_stats(out)
+        per_run[run.name] = entry
+    return {"runs": per_run, "percents": summarize(per_run), "machine": machine_description(),
+            "opts": list(opts)}
+
+
+def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dict[int, List[str]]:
+    """Box AP against iterations trained, one panel per semi-supervised percent; ``{percent: lines drawn}``.
+
+    Supervised (``bbox/AP``), Soft Teacher teacher and student: one colour per arm, one line style per
+    seed, the percent's 100% ceiling (same schedule) in grey; a vertical line at the branch point. A Soft
+    Teacher curve starts at its twin's evaluation at the branch point, where both arms are the same model.
+    """
+    percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
+    seeds = sorted({run["seed"] for run in per_run.values()})
+    figure = Figure(figsize=(6 * max(1, len(percents)), 4.5), tight_layout=True)
+    FigureCanvasAgg(figure)
+    drawn = {}
+    for index, percent in enumerate(percents):
+        axes = figure.add_subplot(1, max(1, len(percents)), index + 1)
+        axes.set_title(f"{percent}% labeled")
+        axes.set_xlabel("iterations trained")
+        axes.set_ylabel("box AP (%)")
+        lines = []
+
+        def draw(xs, ys, label, color, style):
+            if xs:
+                axes.plot(xs, ys, color=color, linestyle=style, marker="o", markersize=3, label=label)
+                lines.append(label)
+
+        ceiling = next(run["ceiling"] for run in per_run.values() if run["percent"] == percent)
+        if ceiling in per_run:
+            draw(*ap_curve(os.path.join(output, ceiling), "bbox/AP", per_run[ceiling]["max_iter"]),
+                 f"supervised 100% seed {per_run[ceiling]['seed']}", ARM_COLORS["ceiling"], ":")
+        for name, run in sorted(per_run.items(), key=lambda item: (item[1]["method"] != "supervised", item[1]["seed"])):
+            if run["percent"] != percent:
+                continue
+            style = LINE_STYLES[seeds.index(run["seed"]) % len(LINE_STYLES)]
+            out = os.path.join(output, name)
+            if run["method"] == "supervised":
+                draw(*ap_curve(out, "bbox/AP", run["max_iter"]), f"supervised seed {run['seed']}",
+                     ARM_COLORS["supervised"], style)
+                continue
+            burn_in = run["burn_in_iters"]
+            twin = ap_curve(os.path.join(output, run["twin"]), "bbox/AP", run["max_iter"])
+            start = [(x, y) for x, y in zip(*twin) if x == burn_in]
+            for arm in ("teacher", "student"):
+                xs, ys = ap_curve(out, f"{arm}/bbox/AP", run["max_iter"])
+                if xs and start:
+                    xs, ys = [burn_in] + xs, [start[0][1]] + ys
+                draw(xs, ys, f"Soft Teacher {arm} seed {run['seed']}", ARM_COLORS[arm], style)
+            axes.axvline(burn_in, color="0.6", linestyle="--", linewidth=0.8)
+        if lines:
+            axes.legend(fontsize="small")
+        else:
+            axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes, color="gray")
+        drawn[percent] = lines
+    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
+    figure.savefig(png, dpi=100)
+    return drawn
+
+
+def _ap(figures: Optional[dict]) -> str:
+    """``63.1 ± 1.1 (62.0, 64.2)`` for several seeds, ``63.1`` for one."""
+    if not figures:
+        return "not measured"
+    if len(figures["values"]) == 1:
+        return f"{figures['mean']:.1f}"
+    values = ", ".join(f"{v:.1f}" for v in figures["values"].values())
+    return f"{figures['mean']:.1f} ± {figures['half_range']:.1f} ({values})"
+
+
+def _share(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _differences(values: Dict[str, float]) -> str:
+    return ", ".join(f"seed {seed}: {value:+.1f}" for seed, value in values.items()) or "n/a"
+
+
+def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
+    """The report of :func:`collect_results`: the AP table, the figure (a relative path) and the pseudo labels."""
+    runs, percents = results["runs"], results["percents"]
+    rows = []
+    for percent, entry in percents.items():
+        rows.append([f"{percent}%", f"{entry['max_iter']} / {entry['burn_in_iters']}",
+                     ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]), _ap(entry["teacher"]),
+                     _ap(entry["student"]),
+                     "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
+                     f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}",
+                     _differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
+    lines = [
+        "## Accuracy on the synthetic shapes set",
+        "",
+        "Box AP on shapes_val (COCO AP@[.5:.95], %) at the end of each row's schedule; fold 1 of each split; configs "
+        "under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), `SEED` per run. Each Soft "
+        "Teacher run branches from the supervised run of the same seed at its burn-in (the schedule column gives "
+        "the iterations / the branch point): the two share everything before it. The 100% ceiling of a row is "
+        "trained on that row's schedule. Cells give the mean ± half-range over seeds and each seed's AP in "
+        "parentheses. Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; the last two columns "
+        "pair the runs of each seed (soft - supervised).",
+        "",
+        markdown_table(
+            ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)",
+             "supervised 100%", "gap closed (teacher / student)", "teacher - supervised", "student - supervised"],
+            rows),
+    ]
+    if figure:
+        lines += ["", f"![Box AP on shapes_val during training]({figure})"]
+    pseudo_rows = []
+    for name, run in runs.items():
+        stats = run.get("pseudo_labels")
+        if stats:
+            pseudo_rows.append([name] + [f"{stats[key]:.2f}" if key in stats else "n/a" for key in
+                                         ("pseudo/precision", "pseudo/recall", "pseudo/boxes_per_image_cls")])
+    if pseudo_rows:
+        lines += ["", f"Pseudo labels of the Soft Teacher runs (mean over each run's last {PSEUDO_WINDOW} "
+                      "iterations; precision and recall against the unlabeled images' hidden boxes):", "",
+                  markdown_table(["run", "precision", "recall", "pseudo boxes / image"], pseudo_rows)]
+    unfinished = [f"{name}: {run.get('state')}" for name, run in runs.items() if run.get("box_ap") is None]
+    lines += ["", f"Machine: {machine_line(results['machine'])}.", "",
+              f"Command: `{command}`"]
+    if results["opts"]:
+        lines += ["", f"Config overrides for every run: `{shlex.join(results['opts'])}`."]
+    if unfinished:
+        lines += ["", "Not finished: " + "; ".join(unfinished) + "."]
+    return "\n".join(lines)
+
+
+def run_benchmark(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[str], parallel: int,
+                  benchmarks_md: Optional[str], command: str) -> Dict:
+    """Train what is not finished yet, ``parallel`` runs at once, and report; what ``results.json`` holds.
+
+    Writes ``output/results.json``, ``results.md`` and ``accuracy_curves.png``; with ``benchmarks_md`` also
+    its ``accuracy`` section and ``docs/accuracy_curves.png`` beside that file. ``command`` is the command
+    line the report quotes.
+    """
+    print("Preparing the shapes set (generated on first use)...", flush=True)
+    for name in ("shapes_train", "shapes_val"):
+        DatasetCatalog.get(name)
+    status = Scheduler([run.run for run in runs], output, opts, parallel).run()
+    results = collect_results(runs, output, opts, status)
+    results["command"] = command
+    plot_accuracy_curves(output, results["runs"], os.path.join(output, FIGURE))
+    section = None
+    if benchmarks_md:
+        docs_png = os.path.join(os.path.dirname(os.path.abspath(benchmarks_md)), "docs", FIGURE)
+        os.makedirs(os.path.dirname(docs_png), exist_ok=True)
+        shutil.copyfile(os.path.join(output, FIGURE), docs_png)
+        section = markdown(results, command, f"docs/{FIGURE}")
+    write_results(output, results, markdown(results, command, FIGURE), benchmarks_md, "accuracy",
+                  section_text=section)
+    return results
+
+# ----------------------------------------------------------------------------- command line
 
 
 def _int_list(text: str) -> List[int]:
@@ -59,7 +405,7 @@ def _seed_list(text: str) -> Tuple[Optional[int], List[int]]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/benchmark_accuracy", help="folder of the runs and results")
     parser.add_argument("--percents", type=_int_list, help="labeled percents of the supervised / Soft Teacher "
                         "pairs, from 1,5,10 (default: 1,5)")

@@ -16,6 +16,9 @@ read, not trained again; an interrupted one resumes from its ``last_checkpoint``
 
 The readers (:func:`final_evaluation`, :func:`final_box_ap`, :func:`last_iteration`,
 :func:`pseudo_label_stats`, :func:`ap_curve`) take a run's output folder and read its ``metrics.json``.
+
+A module that ``tools/benchmark_accuracy.py`` and ``tools/run_demo.py`` import, not a command. It lives in the
+checkout's ``tools/``: :data:`CHECKOUT` is the folder above it, which holds ``train_net.py`` and ``configs/``.
 """
 import math
 import os
@@ -35,16 +38,16 @@ import yaml
 from soft_teacher.engine import ConfigError, load_config
 from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
 
-from .checkout import CHECKOUT
-
 __all__ = [
-    "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS", "STUDENT_VIEW_KEYS",
-    "TRAIN_NET", "Run", "RunProcess", "Scheduler",
+    "CHECKOUT", "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS",
+    "STUDENT_VIEW_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler",
     "ap_curve", "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name",
     "final_box_ap", "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats",
     "saved_config_differences", "start_branch",
 ]
 
+# The checkout: the folder above tools/, holding train_net.py and configs/.
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The checkout's train_net.py, which each run's process executes.
 TRAIN_NET = os.path.join(CHECKOUT, "train_net.py")
 PSEUDO_WINDOW = 100  # pseudo-label statistics: mean over the last this many iterations

@@ -1,10 +1,9 @@
-"""What the benchmarks share: a description of the machine, Markdown tables, and their results files.
+"""What the benchmark tools share: a description of the machine, Markdown tables, and their results files.
 
-Each benchmark writes ``results.json`` and ``results.md`` into its output folder and, when asked,
-rewrites its own section of ``BENCHMARKS.md`` (between ``<!-- name:begin -->`` and ``<!-- name:end -->``),
-leaving the hand-written text around it alone.
+A module that ``tools/benchmark_*.py`` import, not a command. Each benchmark writes ``results.json`` and
+``results.md`` into its output folder and, when asked, rewrites its own section of ``BENCHMARKS.md`` (between
+``<!-- name:begin -->`` and ``<!-- name:end -->``), leaving the hand-written text around it alone.
 """
-import datetime
 import json
 import os
 import platform
@@ -13,7 +12,7 @@ from typing import Dict, Optional, Sequence
 import detectron2
 import torch
 
-__all__ = ["machine_description", "machine_line", "markdown_table", "modified_utc", "replace_section", "write_results"]
+__all__ = ["machine_description", "machine_line", "markdown_table", "replace_section", "write_results"]
 
 
 def machine_description() -> Dict[str, Optional[str]]:
@@ -27,24 +26,16 @@ def machine_description() -> Dict[str, Optional[str]]:
         "cuda": torch.version.cuda if gpu else None,
         "detectron2": detectron2.__version__,
         "python": platform.python_version(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
     }
 
 
-def modified_utc(path: str) -> Optional[str]:
-    """When ``path`` was last written, as ``YYYY-MM-DD HH:MM`` UTC; None if it does not exist."""
-    if not os.path.exists(path):
-        return None
-    stamp = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%d %H:%M")
-
-
-def machine_line(machine: Dict, when: str = "measured") -> str:
-    """One sentence of a :func:`machine_description`, for a report's "Machine:" line; ``when`` names its date."""
+def machine_line(machine: Dict) -> str:
+    """One sentence of a :func:`machine_description`, for a report's "Machine:" line: the machine class and the
+    software versions (no date: reports are read by users)."""
     cuda = f", CUDA {machine['cuda']}" if machine.get("cuda") else ""
     gpus = f" x{machine['gpus']}" if machine.get("gpus", 0) > 1 else ""
     return (f"{machine['card']}{gpus}, {machine['cpu_cores']} CPU cores; torch {machine['torch']}{cuda}, "
-            f"Detectron2 {machine['detectron2']}, Python {machine['python']}; {when} {machine['date_utc']} UTC")
+            f"Detectron2 {machine['detectron2']}, Python {machine['python']}")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
