@@ -3,6 +3,7 @@
 Importing this package registers the ``SoftTeacher`` meta-architecture, the
 built-in datasets and the data components with Detectron2's registries. Entry points
 import it before Detectron2, so that Detectron2's import-time warnings are filtered.
+``soft_teacher.visualize`` (pictures of pseudo labels) is not imported here: import it by its full name.
 """
 import warnings
 

@@ -22,7 +22,8 @@ from detectron2.utils.events import get_event_storage
 from soft_teacher.config import get_cfg
 from soft_teacher.data import register_custom_datasets
 from soft_teacher.engine import SoftTeacherTrainer, load_config
-from soft_teacher.utils.metrics import metrics_records
+
+from plot_metrics import metrics_records  # tools/plot_metrics.py: conftest.py puts tools/ on sys.path
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,10 +1,10 @@
-"""Box AP with the classes merged (soft_teacher.utils.class_agnostic_eval, tools/class_agnostic_ap.py)."""
+"""Box AP with the classes merged (tools/class_agnostic_ap.py)."""
 import json
 
 import pytest
 
 from helpers import run_tool, tiny_semisup_cfg, write_config
-from soft_teacher.utils.class_agnostic_eval import box_ap, class_aware_and_agnostic_ap, merge_classes
+from class_agnostic_ap import box_ap, class_aware_and_agnostic_ap, merge_classes
 
 # Two 64x64 images with one object each, COCO format (XYWH), categories 1 and 2.
 GROUND_TRUTH = {

@@ -9,11 +9,11 @@ import torch
 
 from soft_teacher.data.datasets.shapes import generate_shapes
 from soft_teacher.engine import ConfigError, load_config
-from soft_teacher.utils.metrics import metrics_records
 
 import branch_runs
 import run_demo as demo
 from helpers import REPO_ROOT
+from plot_metrics import metrics_records
 
 SOFT_TEACHER_DEMO = os.path.join(REPO_ROOT, "configs", "shapes", "soft_teacher_demo.yaml")
 SUPERVISED_DEMO = os.path.join(REPO_ROOT, "configs", "shapes", "supervised_demo.yaml")

@@ -1,4 +1,4 @@
-"""soft_teacher.utils.checkpoints.export_teacher (tools/export_teacher.py): the teacher as a plain checkpoint that
+"""soft_teacher.engine.export_teacher (tools/export_teacher.py): the teacher as a plain checkpoint that
 stock Detectron2 loads and runs."""
 import logging
 import os
@@ -11,8 +11,7 @@ import torch
 from detectron2.config import get_cfg as get_stock_detectron2_cfg
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
-from soft_teacher.engine import SoftTeacherCheckpointer, load_config
-from soft_teacher.utils.checkpoints import export_teacher
+from soft_teacher.engine import SoftTeacherCheckpointer, export_teacher, load_config
 
 from helpers import make_tiny_cfg, write_config
 

@@ -1,5 +1,5 @@
-"""soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels, soft_teacher.utils.measure and their command
-line tools/measure_pseudo_labels.py."""
+"""soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels and its command line
+tools/measure_pseudo_labels.py (the image sample, the student view's classes, the tables)."""
 import json
 
 import cv2
@@ -19,9 +19,8 @@ from soft_teacher.modeling.pseudo_label_quality import (
 )
 
 from helpers import make_tiny_cfg, run_tool, tiny_semisup_cfg, write_config
-from soft_teacher.engine import load_config
-from soft_teacher.utils.checkpoints import load_detector
-from soft_teacher.utils.measure import class_under_ops, format_class_under_ops, sample_dataset_dicts
+from measure_pseudo_labels import class_under_ops, format_class_under_ops, sample_dataset_dicts
+from soft_teacher.engine import load_config, load_detector
 
 LOWER_THRESHOLDS = ["SOFT_TEACHER.INITIAL_SCORE_THRESH", "0.0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
 

@@ -1,11 +1,11 @@
-"""soft_teacher.utils.metrics (tools/plot_metrics.py): curves from Detectron2 metrics.json files."""
+"""tools/plot_metrics.py: curves from Detectron2 metrics.json files."""
 import os
 
 import cv2
 import numpy as np
 import pytest
 from helpers import write_metrics
-from soft_teacher.utils.metrics import default_plot_path, load_metrics, metrics_records, plot_metrics
+from plot_metrics import default_plot_path, load_metrics, metrics_records, plot_metrics
 
 SOFT_TEACHER_LINES = [
     {"iteration": 19, "total_loss": 3.0, "sup_loss_cls": 1.0, "unsup_loss_cls": 0.5,

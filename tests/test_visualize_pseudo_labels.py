@@ -1,4 +1,4 @@
-"""soft_teacher.utils.visualize and its command line tools/visualize_pseudo_labels.py: teacher and student views
+"""soft_teacher.visualize and its command line tools/visualize_pseudo_labels.py: teacher and student views
 with the pseudo boxes drawn in."""
 import os
 
@@ -13,9 +13,8 @@ from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from helpers import make_tiny_cfg, run_tool
-from soft_teacher.engine import load_config
-from soft_teacher.utils import visualize
-from soft_teacher.utils.checkpoints import load_model
+from soft_teacher import visualize
+from soft_teacher.engine import load_config, load_model
 
 SIZE = 128  # square test images; the hand-made teacher view is the original image
 GRAY = 128

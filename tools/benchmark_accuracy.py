@@ -45,11 +45,11 @@ import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
 from detectron2.data import DatasetCatalog
 
 from soft_teacher.engine import ConfigError
-from soft_teacher.utils.metrics import LINE_STYLES
 
 from benchmark_report import machine_description, machine_line, markdown_table, write_results
 from branch_runs import (CHECKOUT, PSEUDO_WINDOW, SHARED_SOLVER_KEYS, Run, Scheduler, _plain, ap_curve,
                          branch_problems, checkpoint_name, final_box_ap, pseudo_label_stats)
+from plot_metrics import LINE_STYLES
 
 __all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "ceiling_for", "collect_results",
            "gap_closed", "markdown", "paired_differences", "plan_runs", "plot_accuracy_curves", "run_benchmark",

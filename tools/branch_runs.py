@@ -36,7 +36,8 @@ import torch
 import yaml
 
 from soft_teacher.engine import ConfigError, load_config
-from soft_teacher.utils.metrics import METRICS_FILE, Series, load_metrics
+
+from plot_metrics import METRICS_FILE, Series, load_metrics
 
 __all__ = [
     "CHECKOUT", "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS",

@@ -9,7 +9,7 @@ Detectron2 loads for inference with the same config's ``MODEL`` section and
 ``MODEL.META_ARCHITECTURE GeneralizedRCNN``: ``DefaultPredictor``, or ``--eval-only
 MODEL.WEIGHTS teacher.pth`` of any Detectron2 project. The teacher is checked against the
 config's detector before writing. A checkpoint without teacher weights exports its student,
-with a warning. The export is ``soft_teacher.utils.checkpoints.export_teacher``.
+with a warning. The export is ``soft_teacher.engine.export_teacher``.
 """
 import argparse
 import sys
@@ -19,12 +19,11 @@ import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
 
 from detectron2.utils.logger import setup_logger
 
-from soft_teacher.engine import load_config
-from soft_teacher.utils.checkpoints import export_teacher
+from soft_teacher.engine import export_teacher, load_config
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="the config of the checkpoint's run")
     parser.add_argument("--checkpoint", required=True, metavar="FILE", help="a checkpoint written by train_net.py")
     parser.add_argument("--output", required=True, metavar="FILE", help="where to write the teacher (.pth)")

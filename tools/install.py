@@ -246,7 +246,7 @@ def build_wheelhouse(dest: str, python_version: str) -> None:
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report the steps still needed")
     parser.add_argument("--wheelhouse", metavar="DIR", help="write wheels for an offline machine into DIR")
     parser.add_argument("--python-version", default="3.12", help="target Python of --wheelhouse")

@@ -20,7 +20,10 @@ the image's annotations moved into that view. Printed (and written with ``--outp
   made on the teacher view; an op that changes what an object looks like as a class (on the shapes
   set, shear makes circles elliptic) teaches the student a wrong class.
 
-A Soft Teacher checkpoint is measured through its teacher, a plain detector's as it is.
+A Soft Teacher checkpoint is measured through its teacher, a plain detector's as it is. The pseudo-label
+measurement is :func:`soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels`; this tool adds the
+image sample (:func:`sample_dataset_dicts`), whether the student view keeps each object's class
+(:func:`class_under_ops`) and the printed tables (:func:`format_figures`, :func:`format_class_under_ops`).
 
 Usage::
 
@@ -32,31 +35,174 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
 
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode, Boxes
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from soft_teacher.config import GEOMETRIC_OPS
 from soft_teacher.data import UnlabeledDatasetMapper
-from soft_teacher.engine import load_config
+from soft_teacher.data.mappers import read_image, strong_affine
+from soft_teacher.engine import load_config, load_detector
+from soft_teacher.modeling.box_head import box_head_predictions
+from soft_teacher.modeling.pseudo_label_quality import FALSE_POSITIVE_CAUSES, require_hidden_annotations
 from soft_teacher.modeling.pseudo_label_quality import measure_pseudo_labels
-from soft_teacher.utils.checkpoints import load_detector
-from soft_teacher.utils.measure import (
-    box_head_classifier,
-    class_under_ops,
-    format_class_under_ops,
-    format_figures,
-    sample_dataset_dicts,
-)
+
+__all__ = ["box_head_classifier", "class_under_ops", "format_class_under_ops", "format_figures",
+           "sample_dataset_dicts"]
+
+
+def sample_dataset_dicts(name: str, num: int, seed: int) -> List[dict]:
+    """``num`` dicts (all, if fewer) of the registered dataset ``name``, drawn without replacement.
+
+    Raises:
+        FileNotFoundError: ``name`` is not registered.
+        ValueError: its dicts have no annotations to measure against.
+    """
+    if name not in DatasetCatalog.list():
+        raise FileNotFoundError(
+            f"--dataset {name!r} is not a registered dataset: pass a name such as shapes_train_5pct_1_unlabeled, "
+            "or declare your own with DATASETS.CUSTOM_COCO."
+        )
+    dicts = DatasetCatalog.get(name)
+    indices = np.random.RandomState(seed).choice(len(dicts), min(num, len(dicts)), replace=False)
+    sample = [dicts[i] for i in indices]
+    require_hidden_annotations(sample, f"Dataset {name!r}")
+    return sample
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_figures(figures: dict, class_names: Sequence[str], most_confused: int = 6) -> str:
+    """The figures of ``measure_pseudo_labels`` as readable tables.
+
+    The score table splits each row's boxes into the true share (precision) and the share of each
+    false-positive cause; then come the ``most_confused`` most frequent wrong-class pairs.
+    """
+    causes = [cause.replace("_", " ") for cause in FALSE_POSITIVE_CAUSES]
+    lines = [
+        f"{figures['images']} images ({figures['skipped_images']} unreadable skipped), "
+        f"{figures['annotations']} annotations, {figures['candidates']} candidate pseudo boxes "
+        f"(score >= {figures['initial_score_thresh']:g})",
+        "",
+        f"{'score >=':>9} {'boxes/image':>12} {'precision':>10} {'recall':>8}   share of boxes, false: "
+        + " ".join(f"{cause:>11}" for cause in causes),
+    ]
+    for row in figures["score_thresholds"]:
+        shares = [row["false_positives"][cause] / row["boxes"] if row["boxes"] else None
+                  for cause in FALSE_POSITIVE_CAUSES]
+        lines.append(f"{row['threshold']:>9g} {_fmt(row['boxes_per_image'], 2):>12} "
+                     f"{_fmt(row['precision']):>10} {_fmt(row['recall']):>8}   {'':23}"
+                     + " ".join(f"{_fmt(share):>11}" for share in shares))
+    confusions = figures["confusions"][:most_confused]
+    pairs = ", ".join(f"{class_names[c['annotated_class']]} named {class_names[c['pseudo_class']]} {c['boxes']}"
+                      for c in confusions)
+    lines += ["", f"wrong-class pseudo boxes at score >= {figures['confusion_thresh']:g}, most frequent: "
+              + (pairs or "none")]
+    percentiles = figures["uncertainty_percentiles"]
+    lines += ["", "uncertainty percentiles: " + "  ".join(f"{k} {_fmt(v, 4)}" for k, v in percentiles.items()), ""]
+    lines.append(f"{'uncertainty <':>13} {'candidates':>10} {'mean IoU':>9} {'IoU >= 0.75':>12}")
+    for row in figures["uncertainty_thresholds"]:
+        threshold = "all" if row["threshold"] is None else f"{row['threshold']:g}"
+        lines.append(f"{threshold:>13} {row['candidates']:>10} {_fmt(row['mean_iou']):>9} "
+                     f"{_fmt(row['well_localised_share']):>12}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the student view's classes
+
+Classifier = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def box_head_classifier(detector: torch.nn.Module) -> Classifier:
+    """``classify(image, boxes)``: the class index (``K`` = background) the detector's box head gives each
+    ``(N, 4)`` XYXY box of an ``(H, W, C)`` image in the detector's input format (boxes in its pixel frame)."""
+    def classify(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            images = detector.preprocess_image([{"image": tensor}])
+            features = detector.backbone(images.tensor)
+            box_list = [Boxes(torch.as_tensor(boxes, dtype=torch.float32, device=images.tensor.device))]
+            logits, _ = box_head_predictions(detector.roi_heads, features, box_list)
+        return logits.argmax(dim=1).cpu().numpy()
+    return classify
+
+
+def class_under_ops(classify: Classifier, cfg, dataset_dicts: Sequence[dict], num_classes: int,
+                    ops: Sequence[str] = GEOMETRIC_OPS) -> Dict[str, np.ndarray]:
+    """Does each geometric op of the student view keep an object's class? ``{op: (K, K + 1) counts}``.
+
+    Each image is resized as at test time (``INPUT.MIN_SIZE_TEST``); for ``"none"`` and each op of
+    ``ops`` (drawn with the config's ``INPUT.STRONG_*`` magnitudes, :func:`strong_affine`), the annotated
+    boxes move with the image as pseudo boxes move into the student view (the box around the moved
+    corners, clipped to the image; objects moved out are left out), and ``classify`` names each box.
+    Row: the annotated class; column: the class given (``K``: background). Draws from ``np.random``.
+
+    Raises:
+        ValueError: an annotation's class is not one of the model's ``num_classes``.
+    """
+    require_hidden_annotations(dataset_dicts)
+    resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    counts = {op: np.zeros((num_classes, num_classes + 1), dtype=np.int64) for op in ("none", *ops)}
+    augmentations = {op: strong_affine(cfg, (op,)) for op in ops}
+    for dataset_dict in dataset_dicts:
+        if not dataset_dict["annotations"]:
+            continue
+        image = read_image(dataset_dict["file_name"], cfg.INPUT.FORMAT)
+        resized = resize.get_transform(image)
+        image = resized.apply_image(image)
+        boxes = resized.apply_box(np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                                            for a in dataset_dict["annotations"]], dtype=np.float64))
+        classes = np.array([a["category_id"] for a in dataset_dict["annotations"]])
+        if classes.max() >= num_classes:
+            raise ValueError(f"{dataset_dict['file_name']} has an object of class {classes.max()}, but the model "
+                             f"has {num_classes} classes: measure on a dataset of the model's classes.")
+        height, width = image.shape[:2]
+        for op in counts:
+            view, moved = image, boxes
+            if op != "none":
+                transform = augmentations[op].get_transform(image)
+                view, moved = transform.apply_image(image), transform.apply_box(boxes)
+            moved = np.clip(moved, 0, [width, height, width, height])
+            inside = (moved[:, 2] - moved[:, 0] >= 1) & (moved[:, 3] - moved[:, 1] >= 1)
+            if inside.any():
+                np.add.at(counts[op], (classes[inside], classify(view, moved[inside])), 1)
+    return counts
+
+
+def format_class_under_ops(counts: Dict[str, np.ndarray], class_names: Sequence[str],
+                           used_ops: Sequence[str]) -> str:
+    """:func:`class_under_ops` as a table: per op and class, the share named as annotated, as background,
+    and the other class most often given."""
+    lines = [f"{'op':15} {'class':15} {'objects':>8} {'same':>6} {'bg':>6}  most often instead"]
+    for op, matrix in counts.items():
+        label = op if op == "none" or op in used_ops else f"{op} (unused)"
+        for k, name in enumerate(class_names):
+            row = matrix[k]
+            total = row.sum()
+            if not total:
+                continue
+            others = [(row[j], class_names[j]) for j in range(len(class_names)) if j != k]
+            share, other = max(others, default=(0, "-"))
+            lines.append(f"{label:15} {name:15} {total:>8} {row[k] / total:>6.2f} {row[-1] / total:>6.2f}  "
+                         + (f"{other} {share / total:.2f}" if share else "-"))
+    return "\n".join(lines)
+
+# ----------------------------------------------------------------------------- command line
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="the config the checkpoint trained with")
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (.pth/.pkl) or model-zoo URL")
     parser.add_argument("--dataset", required=True,

@@ -58,10 +58,8 @@ from detectron2.data import DatasetCatalog
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from soft_teacher.engine import ConfigError, is_semi_supervised, load_config
-from soft_teacher.utils.checkpoints import load_model
-from soft_teacher.utils.metrics import plot_metrics
-from soft_teacher.utils.visualize import draw_pseudo_labels, grid_picture
+from soft_teacher.engine import ConfigError, is_semi_supervised, load_config, load_model
+from soft_teacher.visualize import draw_pseudo_labels, grid_picture
 
 from branch_runs import (
     CHECKOUT,
@@ -74,6 +72,7 @@ from branch_runs import (
     final_evaluation,
     pseudo_label_stats,
 )
+from plot_metrics import plot_metrics
 
 __all__ = ["ARM_LABELS", "DEFAULT_CONFIG", "DEFAULT_SUPERVISED_CONFIG", "DemoError", "ap_differences",
            "box_ap_of_arms", "plan_arms", "prepare_datasets", "pseudo_label_summary", "run_demo", "summary_lines"]

@@ -3,7 +3,7 @@
 
 For each image, the teacher pseudo-labels the teacher view as training does, the boxes move into the
 student view, and each box is coloured by the student losses it supervises (the picture's legend says
-which colour is which). The drawing is ``soft_teacher.utils.visualize``.
+which colour is which). The drawing is ``soft_teacher.visualize``.
 
 Usage::
 
@@ -20,13 +20,12 @@ import soft_teacher  # noqa: F401,I001  (first: quiets Detectron2's import)
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from soft_teacher.engine import load_config
-from soft_teacher.utils.checkpoints import load_model
-from soft_teacher.utils.visualize import draw_pseudo_labels, image_dicts
+from soft_teacher.engine import load_config, load_model
+from soft_teacher.visualize import draw_pseudo_labels, image_dicts
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="the config the checkpoint trained with")
     parser.add_argument("--checkpoint", required=True, help="model checkpoint (.pth/.pkl) or model-zoo URL")
     parser.add_argument("--input", required=True, help="an image, a folder of images, or a registered dataset name")
