@@ -57,6 +57,12 @@ def add_soft_teacher_config(cfg: CN) -> CN:
     st.EVAL_MODEL = "teacher"
     # Warn when no pseudo box passes the thresholds for this many iterations in a row (0 disables).
     st.NO_PSEUDO_BOX_WARN_ITERS = 200
+    # Iterations over which the classification pseudo boxes' class shares are pooled (pseudo/class_share_*) and
+    # compared with the labeled set's; a warning names a class above CLASS_SHARE_WARN_RATIO x its labeled share
+    # over a full window (0: no warning, each iteration alone).
+    st.CLASS_SHARE_WARN_ITERS = 200
+    # The ratio of a class's pseudo-box share to its labeled share above which CLASS_SHARE_WARN_ITERS warns.
+    st.CLASS_SHARE_WARN_RATIO = 2.0
 
     # Unlabeled training sets (registered names); annotations they may carry are never trained on.
     cfg.DATASETS.TRAIN_UNLABELED = ()

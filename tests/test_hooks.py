@@ -1,4 +1,5 @@
-"""TeacherEMA, NoPseudoBoxWarning, SkippedUnlabeledImages and PseudoLabelPrinter, driven by hand on stand-ins."""
+"""TeacherEMA, PseudoLabelStatistics, NoPseudoBoxWarning, SkippedUnlabeledImages and PseudoLabelPrinter, driven
+by hand on stand-ins."""
 import logging
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from soft_teacher.engine import hooks as hooks_module
 from soft_teacher.engine.hooks import (
     NoPseudoBoxWarning,
     PseudoLabelPrinter,
+    PseudoLabelStatistics,
     SkippedUnlabeledImages,
     TeacherEMA,
     unwrap_model,
@@ -126,6 +128,26 @@ def test_teacher_ema_reaches_the_model_inside_a_data_parallel_wrapper():
 def test_teacher_ema_rejects_a_momentum_outside_0_1():
     with pytest.raises(ValueError, match="EMA_MOMENTUM"):
         TeacherEMA(momentum=1.5)
+
+
+def test_pseudo_label_statistics_hand_the_models_record_to_the_diagnostics_and_skip_steps_without_one():
+    calls = []
+
+    def diagnostics(record, device):
+        calls.append((record, device))
+        return {"pseudo/boxes_per_image_cls": 2.0, "pseudo/precision": 0.5}
+
+    model = SimpleNamespace(last_pseudo_labels=None, device="cpu")
+    with EventStorage(0) as storage:
+        hook = PseudoLabelStatistics(diagnostics)
+        trainer = attach(hook, model, storage)
+        run_steps(hook, trainer, storage, [0])  # burn-in: no record, nothing written
+        assert calls == [] and "pseudo/precision" not in storage.latest()
+        model.last_pseudo_labels = "the record"
+        run_steps(hook, trainer, storage, [1])
+        assert calls == [("the record", "cpu")]
+        assert storage.latest()["pseudo/boxes_per_image_cls"] == (2.0, 1)
+        assert storage.latest()["pseudo/precision"] == (0.5, 1)
 
 
 def put_boxes(storage, counts):

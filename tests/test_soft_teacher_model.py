@@ -1,5 +1,4 @@
 """The SoftTeacher meta-architecture: construction, losses, pseudo-label statistics, edge cases, eval, loading."""
-import copy
 import math
 
 import pytest
@@ -9,8 +8,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from soft_teacher.diagnostics import PseudoLabelDiagnostics
 from soft_teacher.modeling import SoftTeacher
-from soft_teacher.modeling import pseudo_labels as pseudo_labels_module
 from soft_teacher.modeling import soft_teacher as soft_teacher_module
 
 SUP_KEYS = {"sup_loss_rpn_cls", "sup_loss_rpn_loc", "sup_loss_cls", "sup_loss_box_reg"}
@@ -83,8 +82,7 @@ def use_known_teacher(model, monkeypatch, per_image):
 
 @pytest.fixture(params=["BN", "FrozenBN"])
 def model(tiny_cfg, request):
-    """The tiny model with a BatchNorm backbone (a student backbone pass per batch) and with a FrozenBN one
-    (one pass over the labeled and the unlabeled images)."""
+    """The tiny model with a BatchNorm backbone and with a FrozenBN one."""
     torch.manual_seed(0)
     tiny_cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0  # every candidate supervises regression
     tiny_cfg.MODEL.RESNETS.NORM = request.param
@@ -97,11 +95,17 @@ TWO_CONFIDENT_BOXES = [[((10.0, 10, 30, 30), 1, 0.95), ((40.0, 10, 60, 40), 2, 0
 
 
 def train_step(model, data, iteration=0, backward=True):
+    """The losses of one step, and the step's scalars: the model's own and, as the trainer's statistics hook
+    adds them, those of its pseudo labels."""
     with EventStorage(start_iter=iteration) as storage:
         losses = model(data)
         if backward:
             sum(losses.values()).backward()
-        return losses, {name: value for name, (value, _) in storage.latest().items()}
+        scalars = {name: value for name, (value, _) in storage.latest().items()}
+    if model.last_pseudo_labels is not None:
+        diagnostics = PseudoLabelDiagnostics(model.cls_pseudo_thresh, model.initial_score_thresh, 3, None, (), 0, 2.0)
+        scalars.update(diagnostics(model.last_pseudo_labels))
+    return losses, scalars
 
 
 def assert_finite_and_connected(losses, model):
@@ -207,7 +211,24 @@ def test_backward_never_reaches_the_teacher(model, monkeypatch):
     assert all(p.grad is None for p in model.teacher.parameters())
 
 
-def test_pseudo_label_statistics_go_to_the_event_storage(model, monkeypatch):
+def test_training_keeps_the_steps_pseudo_labels_and_burn_in_keeps_none(model, monkeypatch):
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    a_student = affine(tx=4, ty=2)
+    hidden = ([[0.0, 0, 8, 8]], [0])
+    train_step(model, batch([unlabeled(i, affine(), a_student, hidden) for i in range(2)]), backward=False)
+    record = model.last_pseudo_labels
+    assert [len(c) for c in record.candidates] == [2, 0]  # teacher view, score >= 0.5
+    assert torch.equal(record.candidates[0].gt_boxes.tensor[0], torch.tensor([10.0, 10, 30, 30]))
+    assert torch.equal(record.cls[0].gt_boxes.tensor, torch.tensor([[14.0, 12, 34, 32]]))  # student view, >= 0.9
+    assert [len(r) for r in record.rpn] == [1, 0] and [len(r) for r in record.reg] == [2, 0]
+    assert torch.equal(record.teacher_matrices[0], affine())
+    assert torch.equal(record.hidden_instances[1].gt_boxes.tensor, torch.tensor([[0.0, 0, 8, 8]]))
+    model.burn_in_iters = 5
+    train_step(model, batch(), iteration=4, backward=False)
+    assert model.last_pseudo_labels is None
+
+
+def test_the_steps_pseudo_labels_give_the_statistics(model, monkeypatch):
     # image 0: A (score 0.95, class 1) and B (0.7, class 2) pass the initial 0.5; C (0.3) does not
     use_known_teacher(
         model,
@@ -247,95 +268,13 @@ def test_the_student_rpn_learns_the_high_score_pseudo_boxes_in_the_student_view(
     assert len(unsupervised[1]) == 0
 
 
-def recorded_backbone_batches(model, monkeypatch):
-    """The batch size of each student backbone pass, appended as the model runs."""
-    batch_sizes = []
-    backbone_forward = model.student.backbone.forward
-
-    def recording_forward(x):
-        batch_sizes.append(len(x))
-        return backbone_forward(x)
-
-    monkeypatch.setattr(model.student.backbone, "forward", recording_forward)
-    return batch_sizes
-
-
-# the labeled images (64 x 80) and the student views (64 x 96) are both padded to 64 x 96
-@pytest.mark.parametrize("norm, passes", [("BN", [2, 2]), ("SyncBN", [2, 2]), ("FrozenBN", [4]), ("GN", [4])])
-def test_the_student_backbone_runs_once_per_step_unless_batch_statistics_would_mix_the_batches(
-    tiny_cfg, monkeypatch, norm, passes
-):
-    tiny_cfg.MODEL.RESNETS.NORM = norm
-    model = build_model(tiny_cfg).train()
-    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
-    batch_sizes = recorded_backbone_batches(model, monkeypatch)
-    train_step(model, batch(), backward=False)
-    assert batch_sizes == passes
-
-
-def test_batches_padded_to_different_shapes_keep_their_own_backbone_passes(tiny_cfg, monkeypatch):
-    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    model = build_model(tiny_cfg).train()
-    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
-    batch_sizes = recorded_backbone_batches(model, monkeypatch)
-    portrait = [labeled(i, size=(96, 64)) for i in range(2)]  # padded to 96 x 64, the student views to 64 x 96
-    losses, _ = train_step(model, batch(labeled_dicts=portrait))
-    assert batch_sizes == [2, 2]
-    assert_finite_and_connected(losses, model)
-
-
-def test_one_student_backbone_pass_gives_the_losses_and_gradients_of_two(tiny_cfg, monkeypatch):
-    # the one pass pseudo-labels first, so the teacher's jitter draws from its own generator here, leaving the
-    # samplers the same draws in both orders
-    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    tiny_cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0  # the regression loss is compared too
-    torch.manual_seed(0)
-    one_pass = build_model(tiny_cfg).train()
-    two_passes = copy.deepcopy(one_pass)
-    two_passes.single_backbone_pass = False
-    jitter_boxes = pseudo_labels_module.jitter_boxes
-    monkeypatch.setattr(pseudo_labels_module, "jitter_boxes", lambda boxes, times, scale: jitter_boxes(
-        boxes, times, scale, torch.Generator().manual_seed(0)))
-    results = []
-    for model in (one_pass, two_passes):
-        use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
-        batch_sizes = recorded_backbone_batches(model, monkeypatch)
-        torch.manual_seed(1)  # the same anchor and proposal samples
-        losses, _ = train_step(model, batch([unlabeled(i, affine(), affine(tx=5, ty=3)) for i in range(2)]))
-        results.append((batch_sizes, losses, {name: p.grad for name, p in model.student.named_parameters()}))
-    (passes_one, losses_one, grads_one), (passes_two, losses_two, grads_two) = results
-    assert passes_one == [4] and passes_two == [2, 2]
-    assert losses_one.keys() == losses_two.keys() == SUP_KEYS | UNSUP_KEYS
-    for name in losses_one:
-        assert losses_one[name] > 0, name
-        assert torch.allclose(losses_one[name], losses_two[name], rtol=1e-4, atol=1e-6), name
-    for name in grads_one:
-        assert torch.allclose(grads_one[name], grads_two[name], rtol=1e-3, atol=1e-6), name
-
-
 def test_labeled_dicts_without_instances_are_refused_with_what_they_lack(tiny_cfg, monkeypatch):
-    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
     model = build_model(tiny_cfg).train()
     use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
     bare = [labeled(0), labeled(1)]
     del bare[1]["instances"]
     with pytest.raises(ValueError, match="'instances'"):
         train_step(model, batch(labeled_dicts=bare), backward=False)
-
-
-def test_one_student_backbone_pass_pseudo_labels_before_the_student_runs(tiny_cfg, monkeypatch):
-    tiny_cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    model = build_model(tiny_cfg).train()
-    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
-    calls = []
-
-    def recording(name, forward):
-        return lambda x: calls.append(name) or forward(x)
-
-    for name, module in (("teacher", model.teacher.backbone), ("student", model.student.backbone)):
-        monkeypatch.setattr(module, "forward", recording(name, module.forward))
-    train_step(model, batch(), backward=False)
-    assert calls == ["teacher", "student"]
 
 
 CORNER_AND_CENTRE = [[((0.0, 0, 12, 12), 1, 0.95)], [((40.0, 40, 56, 56), 2, 0.95)]]

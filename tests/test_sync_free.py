@@ -7,7 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from detectron2.structures import Boxes, Instances
 from helpers import DEVICES
-from soft_teacher.modeling.pseudo_label_quality import pseudo_label_counts
+from soft_teacher.diagnostics import pseudo_label_counts
 from soft_teacher.modeling.sync_free import clip_boxes, select
 from soft_teacher.modeling.view_geometry import instances_to_view
 
@@ -76,17 +76,17 @@ def test_pseudo_label_counts_of_gpu_candidates_wait_for_the_gpu_at_most_once_and
     candidates = [four_fields(5).to("cuda"), four_fields(3).to("cuda"), four_fields(0).to("cuda")]
     annotations = [four_fields(2), four_fields(1), four_fields(0)]  # the mapper leaves them on the CPU
     on_cpu = [c.to("cpu") for c in candidates]
-    expected = pseudo_label_counts(on_cpu, on_cpu, on_cpu, on_cpu, 0.5, annotations)
+    expected = pseudo_label_counts(on_cpu, on_cpu, on_cpu, on_cpu, 0.5, 3, annotations)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            counts = pseudo_label_counts(candidates, candidates, candidates, candidates, 0.5, annotations)
+            counts = pseudo_label_counts(candidates, candidates, candidates, candidates, 0.5, 3, annotations)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert counts.device.type == "cpu" and torch.equal(counts, expected)
-    assert len([w for w in caught if "synchroniz" in str(w.message)]) <= 1  # the one copy of the candidates
+    assert len([w for w in caught if "synchroniz" in str(w.message)]) <= 1  # the one copy of candidates and classes
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -95,4 +95,4 @@ def test_pseudo_label_counts_refuse_candidates_that_are_not_finite(device):
     candidates.uncertainty[1] = float("nan")
     candidates = [candidates.to(device)]
     with pytest.raises(FloatingPointError, match="SOLVER.BASE_LR"):
-        pseudo_label_counts(candidates, candidates, candidates, candidates, 0.5)
+        pseudo_label_counts(candidates, candidates, candidates, candidates, 0.5, 3)

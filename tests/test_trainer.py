@@ -1,5 +1,6 @@
 """SoftTeacherTrainer: the training loop, the EMA teacher, logging, resume, NaN losses, scaling."""
 import glob
+import logging
 import os
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from detectron2.engine import HookBase
 from soft_teacher.engine import SoftTeacherTrainer, unwrap_model
-from soft_teacher.engine.trainer import check_losses_finite
+from soft_teacher.engine.trainer import check_losses_finite, log_schedule
 
 from helpers import StandInTrainer, captured_logs, read_metrics, stand_in_cfg, tiny_semisup_cfg
 
@@ -88,6 +89,59 @@ def test_auto_scale_workers_also_scales_the_unlabeled_batch(tmp_path):
     cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 7
     with pytest.raises(ValueError, match="IMS_PER_BATCH_UNLABELED"):
         SoftTeacherTrainer.auto_scale_workers(cfg, 4)
+
+
+def test_auto_scale_workers_ends_the_burn_in_at_the_same_fraction_of_the_schedule(tmp_path):
+    cfg = stand_in_cfg(tmp_path)
+    cfg.SOLVER.REFERENCE_WORLD_SIZE, cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 8, 8, 32
+    cfg.SOLVER.MAX_ITER, cfg.SOFT_TEACHER.BURN_IN_ITERS = 1000, 250
+    scaled = SoftTeacherTrainer.auto_scale_workers(cfg, 2)
+    assert (scaled.SOLVER.MAX_ITER, scaled.SOFT_TEACHER.BURN_IN_ITERS) == (4000, 1000)
+
+
+def scaled_schedule_logs(cfg, world_size):
+    with captured_logs("soft_teacher.engine.trainer") as records:
+        log_schedule(cfg, SoftTeacherTrainer.auto_scale_workers(cfg, world_size), world_size)
+    return [r for r in records if r.levelno == logging.INFO], [r for r in records if r.levelno == logging.WARNING]
+
+
+def test_the_effective_schedule_is_logged_after_world_size_scaling(tmp_path):
+    cfg = stand_in_cfg(tmp_path)
+    cfg.MODEL.META_ARCHITECTURE = "SoftTeacher"
+    cfg.SOLVER.REFERENCE_WORLD_SIZE, cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 8, 8, 32
+    cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS, cfg.SOLVER.WARMUP_ITERS = 0.01, 1000, (800,), 0
+    cfg.SOFT_TEACHER.EMA_MOMENTUM = 0.999
+    infos, warnings = scaled_schedule_logs(cfg, 2)
+    assert infos[0].getMessage() == (
+        "Schedule on 2 processes: 4000 iterations of 2 labeled + 8 unlabeled images (1 labeled + 4 unlabeled per "
+        "process), learning rate 0.0025, steps (3200,), warm-up 0 iterations; teacher EMA momentum 0.999 (a "
+        "horizon of about 1000 iterations), burn-in 0 iterations.")
+    assert len(warnings) == 1  # 8 -> 2 processes: 4x, where the warning starts
+    infos, warnings = scaled_schedule_logs(cfg, 4)
+    assert "2000 iterations" in infos[0].getMessage() and not warnings  # 2x
+
+
+def test_a_schedule_stretched_4x_or_more_warns_with_the_overrides_that_keep_it(tmp_path):
+    cfg = stand_in_cfg(tmp_path)
+    cfg.MODEL.META_ARCHITECTURE = "SoftTeacher"
+    cfg.SOLVER.REFERENCE_WORLD_SIZE, cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH_UNLABELED = 8, 8, 32
+    cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER = 0.01, 180000
+    _, warnings = scaled_schedule_logs(cfg, 1)
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "stretched the schedule 8x, to 1440000 iterations (the config says 180000) at 0.00125" in message
+    assert ("SOLVER.REFERENCE_WORLD_SIZE 1 SOLVER.IMS_PER_BATCH 1 SOLVER.BASE_LR 0.00125 "
+            "SOLVER.IMS_PER_BATCH_UNLABELED 4") in message
+    assert "configs/soft_teacher_small_data.yaml" in message
+
+
+def test_a_supervised_schedule_is_logged_without_unlabeled_images_or_teacher(tmp_path):
+    cfg = stand_in_cfg(tmp_path)
+    cfg.MODEL.META_ARCHITECTURE, cfg.SOLVER.MAX_ITER = "GeneralizedRCNN", 10
+    infos, _ = scaled_schedule_logs(cfg, 1)
+    message = infos[0].getMessage()
+    assert message.startswith("Schedule on 1 process: 10 iterations of") and "unlabeled" not in message
+    assert "EMA" not in message
 
 
 def test_gradient_clipping_from_solver_keys_bounds_the_step(tmp_path):

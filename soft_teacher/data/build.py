@@ -14,12 +14,14 @@ process's global numpy RNG, which Detectron2's ``default_setup`` seeds with
 ``SEED + rank``.
 """
 import logging
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
+
+from ..diagnostics import LabeledSetStatistics
 
 from .datasets.custom import register_custom_datasets
 from .datasets.validation import check_categories, check_image_files
@@ -44,12 +46,16 @@ class SemiSupervisedLoader:
         labeled_loader, unlabeled_loader: infinite iterables of per-rank batches (lists of dicts).
         unlabeled_mapper: the unlabeled stream's mapper, whose ``num_skipped`` (if it has
             one) counts the unreadable images skipped so far.
+        labeled_statistics: the labeled set's images and boxes per class, the reference of the
+            pseudo-label diagnostics.
     """
 
-    def __init__(self, labeled_loader, unlabeled_loader, unlabeled_mapper=None):
+    def __init__(self, labeled_loader, unlabeled_loader, unlabeled_mapper=None,
+                 labeled_statistics: Optional[LabeledSetStatistics] = None):
         self.labeled_loader = labeled_loader
         self.unlabeled_loader = unlabeled_loader
         self.unlabeled_mapper = unlabeled_mapper
+        self.labeled_statistics = labeled_statistics
 
     def __iter__(self) -> Iterator[dict]:
         for labeled, unlabeled in zip(self.labeled_loader, self.unlabeled_loader):
@@ -158,4 +164,5 @@ def build_semisup_train_loader(cfg, labeled_mapper=None, unlabeled_mapper=None) 
         _stream_loader(cfg, labeled, labeled_mapper, cfg.SOLVER.IMS_PER_BATCH, _LABELED),
         _stream_loader(cfg, unlabeled, unlabeled_mapper, cfg.SOLVER.IMS_PER_BATCH_UNLABELED, _UNLABELED),
         unlabeled_mapper,
+        LabeledSetStatistics.of(labeled, cfg.MODEL.ROI_HEADS.NUM_CLASSES),
     )

@@ -73,12 +73,33 @@ class TeacherEMA(HookBase):
         self.trainer.storage.put_scalar("ema_momentum", momentum, smoothing_hint=False)
 
 
+class PseudoLabelStatistics(HookBase):
+    """Writes the ``pseudo/*`` statistics of each step's pseudo labels (:mod:`soft_teacher.diagnostics`).
+
+    After the optimizer step it hands the model's ``last_pseudo_labels`` (left by the step's forward; None
+    during the burn-in, when nothing is written) to a :class:`~soft_teacher.diagnostics.PseudoLabelDiagnostics`,
+    one call with one collective across ranks, and puts the scalars into the EventStorage for the writers.
+    Must run on every rank, before :class:`NoPseudoBoxWarning` and Detectron2's writers.
+    """
+
+    def __init__(self, diagnostics):
+        self._diagnostics = diagnostics
+
+    def after_step(self):
+        model = unwrap_model(self.trainer.model)
+        record = getattr(model, "last_pseudo_labels", None)  # a teacher-student model that keeps none: no stats
+        if record is None:
+            return
+        stats = self._diagnostics(record, model.device)
+        self.trainer.storage.put_scalars(**stats)
+
+
 class NoPseudoBoxWarning(HookBase):
     """Warns when no pseudo box passes the thresholds for ``patience`` iterations in a row.
 
     Reads ``pseudo/boxes_per_image_cls`` (pseudo boxes per unlabeled image with score >=
-    ``SOFT_TEACHER.CLS_PSEUDO_THRESH``), which the model puts into the EventStorage in each
-    iteration with unsupervised losses; iterations without it (burn-in) are not counted. Warns
+    ``SOFT_TEACHER.CLS_PSEUDO_THRESH``), which :class:`PseudoLabelStatistics` puts into the EventStorage in
+    each iteration with unsupervised losses; iterations without it (burn-in) are not counted. Warns
     at ``patience`` zero iterations in a row and again every ``patience`` more. With several processes the
     scalar covers every rank's images, so all ranks warn together or not at all.
     """
@@ -143,11 +164,12 @@ class SkippedUnlabeledImages(HookBase):
 
 
 def _on_console(name: str) -> bool:
-    """``ema_momentum`` and ``pseudo/*``, less other thresholds' figures and the outer uncertainty percentiles."""
+    """``ema_momentum`` and ``pseudo/*``, less other thresholds' figures, the outer uncertainty percentiles and the
+    labeled set's constant boxes per image."""
     if name == "ema_momentum":
         return True
-    return name.startswith("pseudo/") and "_at_" not in name and name not in ("pseudo/uncertainty_p10",
-                                                                              "pseudo/uncertainty_p90")
+    return name.startswith("pseudo/") and "_at_" not in name and name not in (
+        "pseudo/uncertainty_p10", "pseudo/uncertainty_p90", "pseudo/boxes_per_image_labeled")
 
 
 class PseudoLabelPrinter(EventWriter):
@@ -156,7 +178,7 @@ class PseudoLabelPrinter(EventWriter):
     ``pseudo/*`` scalars (pseudo boxes per image for the RPN, classification and regression
     losses, teacher score, jitter-uncertainty median, precision and recall against hidden
     annotations; the other thresholds' precision/recall and uncertainty percentiles only go to
-    metrics.json and TensorBoard, see :mod:`soft_teacher.modeling.pseudo_label_quality`) are median-smoothed
+    metrics.json and TensorBoard, see :mod:`soft_teacher.diagnostics`) are median-smoothed
     over the last ``window_size`` iterations, like CommonMetricPrinter's losses; ``ema_momentum``
     is its latest value. Writes nothing while none of them has been logged in that window
     (e.g. during burn-in) or since the last line. Complements CommonMetricPrinter (losses, lr,

@@ -16,6 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 from detectron2.config import CfgNode
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -23,9 +24,11 @@ from torch import nn
 
 from soft_teacher.config import EVAL_MODELS
 from soft_teacher.data import build_semisup_train_loader, build_supervised_train_loader
+from soft_teacher.diagnostics import PseudoLabelDiagnostics
 
 from .checkpoint import SoftTeacherCheckpointer
-from .hooks import NoPseudoBoxWarning, PseudoLabelPrinter, SkippedUnlabeledImages, TeacherEMA, unwrap_model
+from .hooks import (NoPseudoBoxWarning, PseudoLabelPrinter, PseudoLabelStatistics, SkippedUnlabeledImages, TeacherEMA,
+                    unwrap_model)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,47 @@ def check_losses_finite(loss_dict: Mapping[str, torch.Tensor], iteration: int) -
         )
 
 
+# Warn when fitting the config to the number of processes multiplies its iterations by this much or more.
+SCHEDULE_STRETCH_WARNING = 4
+
+
+def log_schedule(cfg: CfgNode, scaled: CfgNode, world_size: int) -> None:
+    """Log the schedule that trains (``scaled``: ``cfg`` after ``SOLVER.REFERENCE_WORLD_SIZE`` scaling to
+    ``world_size`` processes), and warn when the scaling multiplies ``SOLVER.MAX_ITER`` by
+    :data:`SCHEDULE_STRETCH_WARNING` or more, saying how to keep the config's schedule."""
+    solver = scaled.SOLVER
+    semi = is_semi_supervised(scaled)
+    images = f"{solver.IMS_PER_BATCH} labeled" + (f" + {solver.IMS_PER_BATCH_UNLABELED} unlabeled" if semi else "")
+    per_gpu = f"{solver.IMS_PER_BATCH // world_size} labeled" + (
+        f" + {solver.IMS_PER_BATCH_UNLABELED // world_size} unlabeled" if semi else "")
+    line = (f"Schedule on {world_size} process{'es' if world_size > 1 else ''}: {solver.MAX_ITER} iterations of "
+            f"{images} images ({per_gpu} per process), learning rate {solver.BASE_LR:g}, steps "
+            f"{tuple(solver.STEPS)}, warm-up {solver.WARMUP_ITERS} iterations")
+    if semi:
+        st = scaled.SOFT_TEACHER
+        horizon = f"{1 / (1 - st.EMA_MOMENTUM):.0f} iterations" if st.EMA_MOMENTUM < 1 else "frozen"
+        line += (f"; teacher EMA momentum {st.EMA_MOMENTUM:g} (a horizon of about {horizon}), burn-in "
+                 f"{st.BURN_IN_ITERS} iterations")
+    logger.info(line + ".")
+    reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
+    if not reference or scaled.SOLVER.MAX_ITER < SCHEDULE_STRETCH_WARNING * cfg.SOLVER.MAX_ITER:
+        return
+    factor = reference // world_size if reference % world_size == 0 else reference / world_size
+    keep = [
+        "SOLVER.REFERENCE_WORLD_SIZE", str(world_size),
+        "SOLVER.IMS_PER_BATCH", str(solver.IMS_PER_BATCH),
+        "SOLVER.BASE_LR", f"{solver.BASE_LR:g}",
+    ] + (["SOLVER.IMS_PER_BATCH_UNLABELED", str(solver.IMS_PER_BATCH_UNLABELED)] if semi else [])
+    logger.warning(
+        f"SOLVER.REFERENCE_WORLD_SIZE is {reference} but training runs on {world_size} process"
+        f"{'es' if world_size > 1 else ''}: to keep {per_gpu} images per process, Detectron2 stretched the "
+        f"schedule {factor}x, to {solver.MAX_ITER} iterations (the config says {cfg.SOLVER.MAX_ITER}) at "
+        f"{solver.BASE_LR:g} learning rate. To train the config's {cfg.SOLVER.MAX_ITER} iterations on these "
+        f"batches instead (fewer images seen), add: {' '.join(keep)}; or start from "
+        "configs/soft_teacher_small_data.yaml, written for one GPU."
+    )
+
+
 class _FiniteLossCheck:
     """For Detectron2's step trainers: :func:`check_losses_finite` on each step's losses before they are logged."""
 
@@ -121,7 +165,9 @@ class SoftTeacherTrainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
-        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        scaled = self.auto_scale_workers(cfg, comm.get_world_size())
+        log_schedule(cfg, scaled, comm.get_world_size())
+        cfg = scaled
         if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
             raise ValueError(
                 f"SOLVER.AMP.ENABLED (mixed precision) needs a CUDA device but MODEL.DEVICE is "
@@ -193,11 +239,26 @@ class SoftTeacherTrainer(DefaultTrainer):
             st = self.cfg.SOFT_TEACHER
             ret[position:position] = [
                 TeacherEMA(st.EMA_MOMENTUM, st.BURN_IN_ITERS),
+                PseudoLabelStatistics(self.build_diagnostics(self.cfg, self.data_loader)),
                 NoPseudoBoxWarning(st.NO_PSEUDO_BOX_WARN_ITERS),
             ]
             if hasattr(self.data_loader, "num_skipped_unlabeled"):
                 ret.insert(position, SkippedUnlabeledImages(self.data_loader))
         return ret
+
+    @staticmethod
+    def build_diagnostics(cfg: CfgNode, data_loader) -> PseudoLabelDiagnostics:
+        """The pseudo-label diagnostics of a Soft Teacher run, with the labeled set of ``data_loader`` (its
+        ``labeled_statistics``; a loader without them gets the statistics that need none)."""
+        st = cfg.SOFT_TEACHER
+        labeled = getattr(data_loader, "labeled_statistics", None)
+        class_names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes", []) if cfg.DATASETS.TRAIN else []
+        if labeled is not None:
+            shares = ", ".join(f"{name} {100 * share:.0f}%" for name, share in zip(class_names, labeled.class_shares))
+            logger.info(f"Labeled set: {labeled.images} images, {labeled.boxes_per_image:.2f} boxes per image; "
+                        f"class shares: {shares}. The pseudo boxes' are compared with them (pseudo/class_share_*).")
+        return PseudoLabelDiagnostics(st.CLS_PSEUDO_THRESH, st.INITIAL_SCORE_THRESH, cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                                      labeled, class_names, st.CLASS_SHARE_WARN_ITERS, st.CLASS_SHARE_WARN_RATIO)
 
     def build_writers(self):
         """Detectron2's console, metrics.json and TensorBoard writers, and the pseudo-label console line."""
@@ -212,9 +273,11 @@ class SoftTeacherTrainer(DefaultTrainer):
 
     @staticmethod
     def auto_scale_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
-        """DefaultTrainer.auto_scale_workers, also scaling ``SOLVER.IMS_PER_BATCH_UNLABELED``.
+        """DefaultTrainer.auto_scale_workers, also scaling ``SOLVER.IMS_PER_BATCH_UNLABELED`` and
+        ``SOFT_TEACHER.BURN_IN_ITERS``.
 
-        The unlabeled images per GPU stay ``IMS_PER_BATCH_UNLABELED / REFERENCE_WORLD_SIZE``.
+        The unlabeled images per GPU stay ``IMS_PER_BATCH_UNLABELED / REFERENCE_WORLD_SIZE``, and the
+        burn-in ends at the same fraction of the schedule (like ``SOLVER.STEPS``).
         """
         reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
         scaled = DefaultTrainer.auto_scale_workers(cfg, num_workers)
@@ -228,6 +291,7 @@ class SoftTeacherTrainer(DefaultTrainer):
         frozen = scaled.is_frozen()
         scaled.defrost()
         scaled.SOLVER.IMS_PER_BATCH_UNLABELED = cfg.SOLVER.IMS_PER_BATCH_UNLABELED // reference * num_workers
+        scaled.SOFT_TEACHER.BURN_IN_ITERS = int(round(cfg.SOFT_TEACHER.BURN_IN_ITERS * reference / num_workers))
         if frozen:
             scaled.freeze()
         return scaled

@@ -34,6 +34,25 @@ class TeacherOutput:
     pseudo_labels: List[Instances]
 
 
+@dataclass
+class PseudoLabelRecord:
+    """One training step's pseudo labels as the student got them, kept for diagnostics (nothing trains on it).
+
+    Per unlabeled image of this process's batch: ``candidates``, the teacher's candidate pseudo boxes in the
+    teacher view (``gt_boxes``, ``gt_classes``, ``scores``, ``uncertainty``); ``rpn``, ``cls`` and ``reg``, the
+    pseudo boxes each student loss used, in the student view; ``teacher_matrices``, each teacher view's
+    ``(3, 3)`` matrix A_t (original image -> teacher view); ``hidden_instances``, the annotations the unlabeled
+    data carry in original image coordinates (``gt_boxes``, ``gt_classes``), or None unless every image has them.
+    """
+
+    candidates: List[Instances]
+    rpn: List[Instances]
+    cls: List[Instances]
+    reg: List[Instances]
+    teacher_matrices: List[torch.Tensor]
+    hidden_instances: Optional[List[Instances]]
+
+
 @contextmanager
 def training_proposal_counts(rpn: RPN) -> Iterator[RPN]:
     """Within the block, ``rpn`` in eval mode uses its ``*_NMS_TOPK_TRAIN`` proposal counts.

@@ -16,13 +16,10 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
-from detectron2.structures import ImageList, Instances
-from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from ..config import EVAL_MODELS, UNSUP_LOSS_NAMES, UNSUP_LOSSES
-from .pseudo_label_quality import pseudo_label_counts, stats_from_counts
-from .pseudo_labels import TeacherOutput, split_pseudo_labels, teacher_pseudo_labels
+from .pseudo_labels import PseudoLabelRecord, TeacherOutput, split_pseudo_labels, teacher_pseudo_labels
 from .sync_free import select
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
 from .view_geometry import instances_to_view, view_to_view_matrix
@@ -106,8 +103,8 @@ class SoftTeacher(nn.Module):
         self.burn_in_iters = burn_in_iters
         self.eval_model = eval_model
         self.strong_view_bn_stats = strong_view_bn_stats
-        # labeled images and student views may share a backbone pass: no batch statistics mix them
-        self.single_backbone_pass = not _has_batch_statistics(student.backbone)
+        # the pseudo labels of the last training step, for the diagnostics hook (None during burn-in)
+        self.last_pseudo_labels: Optional[PseudoLabelRecord] = None
         unknown = set(unsup_losses) - set(UNSUP_LOSS_NAMES)
         if unknown:
             raise ValueError(f"SOFT_TEACHER.UNSUP_LOSSES must be a subset of {UNSUP_LOSS_NAMES}, "
@@ -157,31 +154,21 @@ class SoftTeacher(nn.Module):
         """
         In training, ``batched_inputs`` is ``{"labeled": [...], "unlabeled": [...]}`` (or a plain list of
         labeled dicts) and the result a dict of scalar losses: the student's own as ``sup_loss_*`` and,
-        after burn-in, those of ``unsup_losses`` as ``unsup_loss_*``, already times ``unsup_weight``.
+        after burn-in, those of ``unsup_losses`` as ``unsup_loss_*``, already times ``unsup_weight``; the
+        step's pseudo labels are then kept in :attr:`last_pseudo_labels`.
         In eval mode the predictions of :attr:`eval_detector` on a list of Detectron2 input dicts.
-
-        With :attr:`single_backbone_pass` the teacher pseudo-labels first (so that its working memory does not
-        add to the student's activations), then the student's backbone runs once over the labeled images and
-        the unlabeled student views when the two batches are padded to the same shape (fixed-size inputs;
-        now and then in multi-scale training), which gives each image the features two passes would; each
-        batch goes on through the RPN and the box head alone. That saves a backbone forward and backward. The
-        random draws of the two paths come in another order (the teacher's box jitter, the samplers).
         """
         if not self.training:
             return self.eval_detector(batched_inputs)
         labeled, unlabeled = _split_batch(batched_inputs)
-        if unlabeled is None or get_event_storage().iter < self.burn_in_iters:
-            return {f"sup_{name}": value for name, value in self.student(labeled).items()}
-        if self.single_backbone_pass:
-            teacher_out = self.pseudo_label(unlabeled)
-            labeled_images = self.student.preprocess_image(labeled)
-            images = self.student.preprocess_image([d["student"] for d in unlabeled])
-            labeled_features, features = _backbone_features(self.student.backbone, labeled_images, images)
-            sup_losses = detector_losses(self.student, labeled, labeled_images, labeled_features)
-        else:
-            sup_losses, teacher_out, images, features = self.student(labeled), None, None, None
-        losses = {f"sup_{name}": value for name, value in sup_losses.items()}
-        losses.update(self.unsupervised_losses(unlabeled, teacher_out, images, features))
+        if not labeled or any("instances" not in x for x in labeled):
+            raise ValueError("Every labeled training dict needs its 'instances' (the annotations in the labeled "
+                             "view), and the labeled batch must not be empty: build the loader with "
+                             "soft_teacher.data's semi-supervised loader.")
+        self.last_pseudo_labels = None
+        losses = {f"sup_{name}": value for name, value in self.student(labeled).items()}
+        if unlabeled is not None and get_event_storage().iter >= self.burn_in_iters:
+            losses.update(self.unsupervised_losses(unlabeled))
         return losses
 
     def pseudo_label(self, unlabeled: List[dict]) -> TeacherOutput:
@@ -199,24 +186,14 @@ class SoftTeacher(nn.Module):
             self.jitter_scale,
         )
 
-    def unsupervised_losses(
-        self,
-        unlabeled: List[dict],
-        teacher_out: Optional[TeacherOutput] = None,
-        images: Optional[ImageList] = None,
-        features: Optional[Dict[str, torch.Tensor]] = None,
-    ) -> Dict[str, torch.Tensor]:
-        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts; writes ``pseudo/*`` stats over
-        all ranks, and the student's own scalars (RPN anchors, ROI samples) under ``unsup/``.
-
-        ``teacher_out`` (:meth:`pseudo_label`), ``images`` (the preprocessed student views) and ``features``
-        (the student backbone's on them, per level ``(N, C, H', W')``) are computed here when not given;
-        only features computed here run with ``STRONG_VIEW_BN_STATS``'s hold on BatchNorm statistics.
+    def unsupervised_losses(self, unlabeled: List[dict]) -> Dict[str, torch.Tensor]:
+        """The weighted ``unsup_*`` losses of a batch of unlabeled dicts, in four steps: the teacher's
+        candidates (teacher view), moved to the student view by ``M = A_s @ inverse(A_t)``; their split into
+        the sets each loss uses; the student on the student views; the losses. Keeps the pseudo labels in
+        :attr:`last_pseudo_labels`; the student's own scalars (RPN anchors, ROI samples) go under ``unsup/``.
         """
-        if teacher_out is None:
-            teacher_out = self.pseudo_label(unlabeled)
-        if images is None:
-            images = self.student.preprocess_image([d["student"] for d in unlabeled])
+        teacher_out = self.pseudo_label(unlabeled)
+        images = self.student.preprocess_image([d["student"] for d in unlabeled])
         # inverted where the mapper left them (the CPU: an inverse on the GPU reads its status back),
         # then moved in one copy
         host_matrices = [(d["teacher"]["transform_matrix"], d["student"]["transform_matrix"]) for d in unlabeled]
@@ -236,17 +213,16 @@ class SoftTeacher(nn.Module):
         rpn_sets = [select(p, m["rpn"]) for p, m in zip(pseudo_labels, masks)]
         cls_sets = [select(p, m["cls"]) for p, m in zip(pseudo_labels, masks)]
         reg_sets = [select(p, m["reg"]) for p, m in zip(pseudo_labels, masks)]
-        counts = self._pseudo_label_counts(unlabeled, teacher_out, rpn_sets, cls_sets, reg_sets)
-        if comm.get_world_size() > 1:
-            counts = counts.to(self.device)  # NCCL reduces GPU tensors
-            torch.distributed.all_reduce(counts)  # every rank calls it: the burn-in ends on the same iteration
-        storage = get_event_storage()
-        for name, value in stats_from_counts(counts).items():
-            storage.put_scalar(name, value)
+        self.last_pseudo_labels = PseudoLabelRecord(
+            candidates=teacher_out.pseudo_labels, rpn=rpn_sets, cls=cls_sets, reg=reg_sets,
+            teacher_matrices=[a_t for a_t, _ in host_matrices],
+            hidden_instances=([d["hidden_instances"] for d in unlabeled]
+                              if all("hidden_instances" in d for d in unlabeled) else None),
+        )
 
-        with storage.name_scope("unsup"), _batch_norm_statistics_kept(self.student, not self.strong_view_bn_stats):
-            if features is None:
-                features = self.student.backbone(images.tensor)
+        with get_event_storage().name_scope("unsup"), _batch_norm_statistics_kept(
+                self.student, not self.strong_view_bn_stats):
+            features = self.student.backbone(images.tensor)
             proposals, rpn_losses = self.student.proposal_generator(images, features, rpn_sets)
             losses = rpn_losses if "rpn" in self.unsup_losses else {}
             if "roi_cls" in self.unsup_losses or "roi_objectness" in self.unsup_losses:
@@ -264,66 +240,6 @@ class SoftTeacher(nn.Module):
             if "roi_reg" in self.unsup_losses:
                 losses["loss_box_reg"] = unsup_roi_reg_loss(self.student.roi_heads, features, proposals, reg_sets)
         return {f"unsup_{name}": value * self.unsup_weight for name, value in losses.items()}
-
-    def _pseudo_label_counts(
-        self,
-        unlabeled: List[dict],
-        teacher_out: TeacherOutput,
-        rpn_sets: List[Instances],
-        cls_sets: List[Instances],
-        reg_sets: List[Instances],
-    ) -> torch.Tensor:
-        """:func:`pseudo_label_counts` of this process's batch, matched against ``hidden_instances``
-        when every image has them."""
-        annotations_teacher_view = None
-        if all("hidden_instances" in d for d in unlabeled):
-            annotations_teacher_view = [  # where the mapper left them, on the CPU
-                instances_to_view(d["hidden_instances"], d["teacher"]["transform_matrix"], size)
-                for d, size in zip(unlabeled, teacher_out.images.image_sizes)
-            ]
-        return pseudo_label_counts(
-            teacher_out.pseudo_labels, rpn_sets, cls_sets, reg_sets, self.cls_pseudo_thresh, annotations_teacher_view,
-            self.initial_score_thresh,
-        )
-
-
-def _has_batch_statistics(module: nn.Module) -> bool:
-    """Whether some layer of ``module`` normalises with the statistics of its batch (BatchNorm, SyncBN)
-    in training: then the images a forward pass batches together change each other's features (frozen
-    BatchNorm, GroupNorm and no norm work image by image)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
-def _backbone_features(backbone: nn.Module, first: ImageList, second: ImageList):
-    """The backbone's features (per level ``(N, C, H', W')``) of two preprocessed batches, as a pair of dicts.
-
-    One pass when both are padded to the same shape, so each image gets the features it would get alone with
-    its batch; two passes otherwise. The halves come from ``Tensor.split``, whose backward writes both halves'
-    gradients into one tensor, where each slice's would fill a zero tensor of the whole batch's size.
-    """
-    if first.tensor.shape[-2:] != second.tensor.shape[-2:]:
-        return backbone(first.tensor), backbone(second.tensor)
-    features = backbone(torch.cat([first.tensor, second.tensor]))
-    halves = {name: level.split([len(first), len(second)]) for name, level in features.items()}
-    return tuple({name: pair[part] for name, pair in halves.items()} for part in (0, 1))
-
-
-def detector_losses(
-    detector: GeneralizedRCNN, batched_inputs: List[dict], images: ImageList, features: Dict[str, torch.Tensor]
-) -> Dict[str, torch.Tensor]:
-    """The training losses of ``GeneralizedRCNN.forward`` on labeled dicts whose backbone ``features`` (per
-    level ``(N, C, H', W')``, of the preprocessed ``images``) are already computed."""
-    if not batched_inputs or any("instances" not in x for x in batched_inputs):
-        raise ValueError("Every labeled training dict needs its 'instances' (the annotations in the labeled view), "
-                         "and the labeled batch must not be empty: build the loader with soft_teacher.data's "
-                         "semi-supervised loader.")
-    gt_instances = [x["instances"].to(detector.device) for x in batched_inputs]
-    proposals, proposal_losses = detector.proposal_generator(images, features, gt_instances)
-    _, losses = detector.roi_heads(images, features, proposals, gt_instances)
-    if detector.vis_period > 0 and get_event_storage().iter % detector.vis_period == 0:
-        detector.visualize_training(batched_inputs, proposals)
-    losses.update(proposal_losses)
-    return losses
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from detectron2.structures import Instances
 def clip_boxes(boxes: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
     """``(N, 4)`` XYXY boxes clamped to an image of ``image_size`` ``(h, w)``: ``Boxes.clip`` without its
     finiteness check. An infinite coordinate becomes the image edge and NaN stays NaN; the pseudo-label
-    counts check the candidates once they are on the host (``pseudo_label_quality.pseudo_label_counts``)."""
+    diagnostics check the candidates once they are on the host (``soft_teacher.diagnostics.pseudo_label_counts``)."""
     height, width = image_size
     x1, y1, x2, y2 = boxes.unbind(dim=1)
     return torch.stack(
