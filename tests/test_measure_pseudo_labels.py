@@ -1,5 +1,5 @@
-"""soft_teacher.modeling.pseudo_label_quality.measure_pseudo_labels and its command line
-tools/measure_pseudo_labels.py (the image sample, the student view's classes, the tables)."""
+"""tools/measure_pseudo_labels.py: the offline measurement of a checkpoint's pseudo labels (the figures, the image
+sample, whether the student view keeps each class, the tables) and its command line."""
 import json
 
 import cv2
@@ -12,14 +12,9 @@ from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import BoxMode, Boxes, Instances
 
-from soft_teacher.modeling.pseudo_label_quality import (
-    MEASURE_SCORE_GRID,
-    measure_pseudo_labels,
-    pseudo_label_figures,
-)
-
 from helpers import make_tiny_cfg, run_tool, tiny_semisup_cfg, write_config
-from measure_pseudo_labels import class_under_ops, format_class_under_ops, sample_dataset_dicts
+from measure_pseudo_labels import (MEASURE_SCORE_GRID, class_under_ops, format_class_under_ops, measure_pseudo_labels,
+                                   pseudo_label_figures, sample_dataset_dicts)
 from soft_teacher.engine import load_config, load_detector
 
 LOWER_THRESHOLDS = ["SOFT_TEACHER.INITIAL_SCORE_THRESH", "0.0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]

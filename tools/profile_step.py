@@ -44,14 +44,13 @@ from benchmark_speed import CONFIGS, benchmark_trainer, setting_name
 
 __all__ = ["REGIONS", "StepProfiler", "named_regions", "profile_setting", "report"]
 
-# (module, attribute, region): the stages of a Soft Teacher step, each called once per step after the burn-in;
-# with one student backbone pass the teacher runs before unsupervised_losses, not inside it
+# (module, attribute, region): the stages of a Soft Teacher step, each called once per step after the burn-in
 REGIONS = (
     ("soft_teacher.modeling.soft_teacher", "SoftTeacher.unsupervised_losses", "unsupervised_losses"),
     ("soft_teacher.modeling.soft_teacher", "teacher_pseudo_labels", "teacher_pseudo_labels"),
     ("soft_teacher.modeling.pseudo_labels", "teacher_detections", "teacher_detections"),
     ("soft_teacher.modeling.pseudo_labels", "jitter_uncertainty", "jitter_uncertainty"),
-    ("soft_teacher.modeling.soft_teacher", "pseudo_label_counts", "pseudo_label_counts"),
+    ("soft_teacher.diagnostics", "PseudoLabelDiagnostics.__call__", "pseudo_label_statistics"),
     ("soft_teacher.modeling.soft_teacher", "unsup_roi_cls_loss", "unsup_roi_cls_loss"),
     ("soft_teacher.modeling.soft_teacher", "unsup_roi_reg_loss", "unsup_roi_reg_loss"),
     ("soft_teacher.engine.hooks", "ema_update", "ema_update"),
