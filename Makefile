@@ -14,7 +14,7 @@ test: install
 	$(PYTHON) -m pytest -q
 
 demo: install
-	$(PYTHON) tools/run_demo.py --output $(DEMO_OUTPUT)
+	$(PYTHON) tools/train_twin.py --config-file configs/shapes/soft_teacher_demo.yaml --output $(DEMO_OUTPUT)
 
 wheelhouse:
 	$(PYTHON) tools/install.py --wheelhouse $(DIR) --python-version $(PY)

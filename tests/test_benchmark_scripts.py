@@ -71,9 +71,10 @@ def test_spread_is_the_mean_and_half_range_over_seeds():
     assert accuracy.spread({}) is None
 
 
-def summary_entry(method, percent, seed, box_ap, max_iter=2400, ceiling="supervised_100pct_seed1"):
-    """A run's entry as collect_results writes it, for summarize and markdown."""
-    entry = {"method": method, "percent": percent, "seed": seed, "box_ap": box_ap, "max_iter": max_iter}
+def summary_entry(method, percent, seed, box_ap, max_iter=2400, ceiling="supervised_100pct_seed1",
+                  dataset="shapes_test"):
+    """A run's entry as collect_results writes it (its ``box_ap`` on ``dataset``), for summarize and markdown."""
+    entry = {"method": method, "percent": percent, "seed": seed, "box_ap": {dataset: box_ap}, "max_iter": max_iter}
     if percent != 100:
         entry["ceiling"] = ceiling
     if method == "soft_teacher":
@@ -89,13 +90,14 @@ def test_summary_pairs_seeds_and_closes_the_gap_on_the_seed_means():
         "soft_teacher_5pct_seed1": summary_entry("soft_teacher", 5, 1, {"teacher": 65.0, "student": 61.0}),
         "soft_teacher_5pct_seed2": summary_entry("soft_teacher", 5, 2, {"teacher": 67.0, "student": 63.0}),
     }
-    entry = accuracy.summarize(per_run)["5"]
+    entry = accuracy.summarize(per_run, "shapes_test")["5"]
     assert entry["seeds"] == [1, 2] and entry["ceiling"] == 72.0
     assert entry["supervised"]["mean"] == 62.0 and entry["teacher"]["mean"] == 66.0
     assert entry["gap_closed"]["teacher"] == pytest.approx((66.0 - 62.0) / (72.0 - 62.0))
     assert entry["gap_closed"]["student"] == pytest.approx(0.0)
     assert entry["difference"] == {"teacher": {"1": 5.0, "2": 3.0}, "student": {"1": 1.0, "2": -1.0}}
-    results = {"runs": per_run, "percents": {"5": entry}, "machine": MACHINE, "opts": []}
+    results = {"runs": per_run, "test_sets": ["shapes_test"], "percents": {"shapes_test": {"5": entry}},
+               "machine": MACHINE, "opts": []}
     row = next(line for line in accuracy.markdown(results, "cmd").splitlines() if line.startswith("| 5% "))
     assert row == ("| 5% | 2400 / 1200 | 1, 2 | 62.0 ± 2.0 (60.0, 64.0) | 66.0 ± 1.0 (65.0, 67.0) "
                    "| 62.0 ± 1.0 (61.0, 63.0) | 72.0 | 40% / 0% | seed 1: +5.0, seed 2: +3.0 "
@@ -113,11 +115,33 @@ def test_each_percent_closes_the_gap_to_the_ceiling_of_its_own_schedule():
         "supervised_100pct_seed1": summary_entry("supervised", 100, 1, {"model": 64.0}),
         long_ceiling: summary_entry("supervised", 100, 1, {"model": 70.0}, 3600),
     }
-    summary = accuracy.summarize(per_run)
+    summary = accuracy.summarize(per_run, "shapes_test")
     assert summary["1"]["ceiling"] == 70.0 and summary["1"]["gap_closed"]["teacher"] == pytest.approx(0.2)
     assert summary["5"]["ceiling"] == 64.0 and summary["5"]["gap_closed"]["teacher"] == pytest.approx(0.5)
-    results = {"runs": per_run, "percents": summary, "machine": MACHINE, "opts": []}
+    results = {"runs": per_run, "test_sets": ["shapes_test"], "percents": {"shapes_test": summary},
+               "machine": MACHINE, "opts": []}
     assert "| 1% | 3600 / 1800 | 1 | 20.0 | 30.0 | 25.0 | 70.0 | 20% / 10% |" in accuracy.markdown(results, "cmd")
+
+
+def test_the_held_out_test_set_is_reported_first_and_each_test_set_has_its_own_table():
+    per_run = {}
+    for dataset, shift in (("shapes_val", 0.0), ("shapes_test", -2.0)):
+        for name, entry in {
+            "supervised_5pct_seed1": summary_entry("supervised", 5, 1, {"model": 60.0 + shift}, dataset=dataset),
+            "supervised_100pct_seed1": summary_entry("supervised", 100, 1, {"model": 64.0 + shift}, dataset=dataset),
+            "soft_teacher_5pct_seed1": summary_entry(
+                "soft_teacher", 5, 1, {"teacher": 62.0 + shift, "student": 61.0 + shift}, dataset=dataset),
+        }.items():
+            per_run.setdefault(name, dict(entry, box_ap={}))["box_ap"].update(entry["box_ap"])
+    test_sets = ["shapes_val", "shapes_test"]
+    results = {"runs": per_run, "test_sets": test_sets, "machine": MACHINE, "opts": [],
+               "percents": {dataset: accuracy.summarize(per_run, dataset) for dataset in test_sets}}
+    text = accuracy.markdown(results, "cmd", "curves.png")
+    assert "on shapes_test, then shapes_val (shapes_test: held out, it chose no setting" in text
+    assert text.index("**shapes_test**") < text.index("**shapes_val**")
+    assert "| 5% | 2400 / 1200 | 1 | 58.0 | 60.0 | 59.0 | 62.0 |" in text
+    assert "| 5% | 2400 / 1200 | 1 | 60.0 | 62.0 | 61.0 | 64.0 |" in text
+    assert "![Box AP on shapes_test during training](curves.png)" in text
 
 
 def test_the_table_names_the_machine_class_and_the_software_versions_but_no_date():
@@ -126,7 +150,8 @@ def test_the_table_names_the_machine_class_and_the_software_versions_but_no_date
         "supervised_100pct_seed1": summary_entry("supervised", 100, 1, {"model": 64.0}),
         "soft_teacher_5pct_seed1": summary_entry("soft_teacher", 5, 1, {"teacher": 62.0, "student": 61.0}),
     }
-    results = {"runs": per_run, "percents": accuracy.summarize(per_run), "machine": MACHINE, "opts": []}
+    results = {"runs": per_run, "test_sets": ["shapes_test"], "percents": {"shapes_test": accuracy.summarize(
+        per_run, "shapes_test")}, "machine": MACHINE, "opts": []}
     machine = next(line for line in accuracy.markdown(results, "cmd").splitlines() if line.startswith("Machine:"))
     assert machine == "Machine: CPU, 2 CPU cores; torch t, Detectron2 d, Python p."
 
@@ -178,6 +203,19 @@ def test_final_evaluation_gives_every_coco_field_of_each_model_at_the_last_evalu
     assert set(evaluation) == {"model"} and set(evaluation["model"]) == {"AP", "AP50", "APl", "AP-circle"}
     assert evaluation["model"]["AP50"] == 35.0 and evaluation["model"]["APl"] != evaluation["model"]["APl"]  # NaN
     assert branch_runs.final_evaluation(out, max_iter=900) is None
+
+
+def test_with_several_test_sets_each_is_read_under_its_name(tmp_path):
+    out = write_metrics(tmp_path / "run", [
+        {"iteration": 600, "teacher/shapes_val/bbox/AP": 20.0, "teacher/shapes_test/bbox/AP": 18.0,
+         "teacher/shapes_test/bbox/AP50": 30.0, "student/shapes_test/bbox/AP": 17.0}])
+    keys = branch_runs.test_set_keys(["shapes_val", "shapes_test"])
+    assert keys == {"shapes_val": "shapes_val", "shapes_test": "shapes_test"}
+    assert branch_runs.final_box_ap(out, 600, keys["shapes_test"]) == {"teacher": 18.0, "student": 17.0}
+    assert branch_runs.final_evaluation(out, 600, "shapes_test")["teacher"] == {"AP": 18.0, "AP50": 30.0}
+    assert branch_runs.final_box_ap(out, 600, keys["shapes_val"]) == {"teacher": 20.0}
+    assert branch_runs.final_box_ap(out, 600) is None  # no run of one test set
+    assert branch_runs.test_set_keys(["shapes_val"]) == {"shapes_val": None}
 
 
 def test_final_box_ap_is_none_while_a_run_has_only_periodic_evaluations(tmp_path):
@@ -381,16 +419,16 @@ def test_accuracy_benchmark_branches_a_soft_teacher_run_from_its_supervised_twin
     assert all(run["box_ap"] is not None for run in results["runs"].values())
     runs = json.loads((output / "results.json").read_text())["runs"]
     assert runs["supervised_100pct_seed1"]["state"] == "finished earlier"
-    assert set(runs["supervised_1pct_seed1"]["box_ap"]) == {"model"}
+    assert set(runs["supervised_1pct_seed1"]["box_ap"]["shapes_train_1pct_1"]) == {"model"}
     soft = runs["soft_teacher_1pct_seed1"]
-    assert soft["state"] == "trained" and set(soft["box_ap"]) == {"teacher", "student"}
+    assert soft["state"] == "trained" and set(soft["box_ap"]["shapes_train_1pct_1"]) == {"teacher", "student"}
     assert "pseudo/boxes_per_image_cls" in soft["pseudo_labels"]
     branch = output / "soft_teacher_1pct_seed1"
     assert (branch / "model_0000001.pth").is_file()
     assert "Starting training from iteration 2" in (branch / "log.txt").read_text()
     assert min(r["iteration"] for r in read_metrics(str(branch))) >= 2
     assert (output / "accuracy_curves.png").is_file() and (tmp_path / "docs" / "accuracy_curves.png").is_file()
-    assert "![Box AP on shapes_val during training](docs/accuracy_curves.png)" in md.read_text()
+    assert "![Box AP on shapes_train_1pct_1 during training](docs/accuracy_curves.png)" in md.read_text()
     assert "](accuracy_curves.png)" in (output / "results.md").read_text()
 
 

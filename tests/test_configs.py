@@ -202,3 +202,14 @@ def test_supervised_full_baseline_has_the_authors_schedule():
     assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and cfg.DATASETS.TRAIN == ("coco_2017_train",)
     assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (16, 0.02)
     assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (720000, (480000, 640000))
+
+
+def test_the_small_data_recipe_takes_the_shapes_benchmarks_measured_settings_for_one_gpu():
+    recipe = load_config(os.path.join(REPO_ROOT, "configs", "soft_teacher_small_data.yaml"))
+    measured = load_config(os.path.join(REPO_ROOT, "configs", "shapes", "soft_teacher_R18_FPN_5pct.yaml"))
+    for key in ("EMA_MOMENTUM", "RPN_PSEUDO_THRESH", "CLS_PSEUDO_THRESH", "UNSUP_WEIGHT", "REG_UNCERTAINTY_THRESH"):
+        assert recipe.SOFT_TEACHER[key] == measured.SOFT_TEACHER[key], key
+    assert recipe.SOFT_TEACHER.BURN_IN_ITERS / recipe.SOLVER.MAX_ITER == (
+        measured.SOFT_TEACHER.BURN_IN_ITERS / measured.SOLVER.MAX_ITER) == 0.5
+    assert recipe.SOLVER.REFERENCE_WORLD_SIZE == 1 and recipe.SOLVER.MAX_ITER < 20000
+    assert recipe.MODEL.META_ARCHITECTURE == "SoftTeacher" and recipe.MODEL.RESNETS.DEPTH == 50

@@ -21,7 +21,7 @@ BAD_INPUTS = {
     "plot_metrics": (["{missing}/run"], "{missing}/run"),
     "class_agnostic_ap": (["--dataset", "shapes_val", "{missing}/coco_instances_results.json"],
                           "{missing}/coco_instances_results.json"),
-    "run_demo": (["--config-file", "{missing}/config.yaml", "--output", "{tmp}/demo"], "{missing}/config.yaml"),
+    "train_twin": (["--config-file", "{missing}/config.yaml", "--output", "{tmp}/twin"], "{missing}/config.yaml"),
 }
 
 

@@ -48,7 +48,7 @@ from soft_teacher.engine import ConfigError
 
 from benchmark_report import machine_description, machine_line, markdown_table, write_results
 from branch_runs import (CHECKOUT, PSEUDO_WINDOW, SHARED_SOLVER_KEYS, Run, Scheduler, _plain, ap_curve,
-                         branch_problems, checkpoint_name, final_box_ap, pseudo_label_stats)
+                         branch_problems, checkpoint_name, final_box_ap, pseudo_label_stats, test_set_keys)
 from plot_metrics import LINE_STYLES
 
 __all__ = ["CEILING", "DEFAULT_TABLE", "SEMI_SUPERVISED_PERCENTS", "BenchmarkRun", "ceiling_for", "collect_results",
@@ -60,6 +60,13 @@ DEFAULT_TABLE = ((1, 1), (5, 1), (5, 2))  # (labeled percent, seed) of the super
 CEILING = (100, 1)  # (labeled percent, seed) of the supervised ceiling
 SEMI_SUPERVISED_PERCENTS = (1, 5, 10)
 FIGURE = "accuracy_curves.png"
+HELD_OUT = "shapes_test"  # the test set that chose nothing: reported first, drawn in the figure
+# (pseudo/* key, column title) of the pseudo-label table
+PSEUDO_COLUMNS = (("pseudo/precision", "precision"), ("pseudo/recall", "recall"),
+                  ("pseudo/boxes_per_image_cls", "pseudo boxes / image"),
+                  ("pseudo/boxes_per_image_labeled", "labeled boxes / image"),
+                  ("pseudo/class_share_distance", "class-share distance"),
+                  ("pseudo/class_share_max_ratio", "largest class-share ratio"))
 ARM_COLORS = {"supervised": "C0", "teacher": "C1", "student": "C2", "ceiling": "0.5"}
 
 
@@ -172,22 +179,25 @@ def gap_closed(ap_soft: Optional[float], ap_sup: Optional[float], ap_full: Optio
     return (ap_soft - ap_sup) / (ap_full - ap_sup)
 
 
-def summarize(per_run: Dict[str, dict]) -> Dict[str, dict]:
-    """Per semi-supervised percent: each arm's spread over seeds, its ceiling, gap closed, paired differences.
+def summarize(per_run: Dict[str, dict], dataset: str) -> Dict[str, dict]:
+    """Per semi-supervised percent, on the test set ``dataset``: each arm's spread over seeds, its ceiling, gap
+    closed, paired differences.
 
-    ``per_run``: :func:`collect_results`' entries; a percent's runs name their ceiling's run (``"ceiling"``).
+    ``per_run``: :func:`collect_results`' entries, whose ``box_ap`` is ``{test set: {model: AP}}``; a percent's
+    runs name their ceiling's run (``"ceiling"``).
     """
+    def ap_of(run: dict, model: str) -> Optional[float]:
+        return ((run.get("box_ap") or {}).get(dataset) or {}).get(model)
+
     def by_seed(method: str, percent: int, model: str) -> Dict[int, float]:
-        return {run["seed"]: run["box_ap"][model] for run in per_run.values()
-                if run["method"] == method and run["percent"] == percent and (run["box_ap"] or {}).get(model)
-                is not None}
+        return {run["seed"]: ap_of(run, model) for run in per_run.values()
+                if run["method"] == method and run["percent"] == percent and ap_of(run, model) is not None}
 
     summary = {}
     percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
     for percent in percents:
         runs = [run for run in per_run.values() if run["percent"] == percent]
-        ceiling = per_run.get(runs[0]["ceiling"], {})
-        ap_full = (ceiling.get("box_ap") or {}).get("model")
+        ap_full = ap_of(per_run.get(runs[0]["ceiling"], {}), "model")
         sup = by_seed("supervised", percent, "model")
         arms = {"teacher": by_seed("soft_teacher", percent, "teacher"),
                 "student": by_seed("soft_teacher", percent, "student")}
@@ -212,17 +222,21 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
     """Read every run's final box AP (and a branch's pseudo-label statistics) from its folder under ``output``.
 
     Returns:
-        ``{"runs": {name: figures}, "percents": summarize(...), "machine", "opts"}``; ``status`` is what
+        ``{"runs": {name: figures}, "test_sets", "percents": {test set: summarize(...)}, "machine", "opts"}``;
+        a run's ``box_ap`` is ``{test set: {model: AP}}`` (None until it finished); ``status`` is what
         :meth:`Scheduler.run` returned (each run's state and minutes).
     """
     ceilings = {p: ceiling_for(p, opts).name for p in {run.percent for run in runs} if p != CEILING[0]}
-    per_run = {}
+    per_run, test_sets = {}, []
     for run in runs:
         cfg = run.config(opts)
         out = os.path.join(output, run.name)
+        test_sets = list(cfg.DATASETS.TEST)
+        box_ap = {dataset: final_box_ap(out, cfg.SOLVER.MAX_ITER, key)
+                  for dataset, key in test_set_keys(cfg.DATASETS.TEST).items()}
         entry = {"method": run.method, "percent": run.percent, "seed": run.seed,
                  "config_file": os.path.relpath(run.config_file, CHECKOUT), "max_iter": cfg.SOLVER.MAX_ITER,
-                 "box_ap": final_box_ap(out, cfg.SOLVER.MAX_ITER), **status.get(run.name, {})}
+                 "box_ap": None if None in box_ap.values() else box_ap, **status.get(run.name, {})}
         if run.percent in ceilings:
             entry["ceiling"] = ceilings[run.percent]
         if run.twin is not None:
@@ -231,12 +245,15 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
             entry["burn_in_iters"] = cfg.SOFT_TEACHER.BURN_IN_ITERS
             entry["pseudo_labels"] = pseudo_label_stats(out)
         per_run[run.name] = entry
-    return {"runs": per_run, "percents": summarize(per_run), "machine": machine_description(),
-            "opts": list(opts)}
+    return {"runs": per_run, "test_sets": test_sets,
+            "percents": {dataset: summarize(per_run, dataset) for dataset in test_sets},
+            "machine": machine_description(), "opts": list(opts)}
 
 
-def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dict[int, List[str]]:
+def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str,
+                         dataset_key: Optional[str] = None) -> Dict[int, List[str]]:
     """Box AP against iterations trained, one panel per semi-supervised percent; ``{percent: lines drawn}``.
+    ``dataset_key``: the test set whose evaluations are drawn, as the runs logged it (None: their only one).
 
     Supervised (``bbox/AP``), Soft Teacher teacher and student: one colour per arm, one line style per
     seed, the percent's 100% ceiling (same schedule) in grey; a vertical line at the branch point. A Soft
@@ -244,6 +261,7 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dic
     """
     percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
     seeds = sorted({run["seed"] for run in per_run.values()})
+    box_ap = f"{dataset_key}/bbox/AP" if dataset_key else "bbox/AP"
     figure = Figure(figsize=(6 * max(1, len(percents)), 4.5), tight_layout=True)
     FigureCanvasAgg(figure)
     drawn = {}
@@ -261,7 +279,7 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dic
 
         ceiling = next(run["ceiling"] for run in per_run.values() if run["percent"] == percent)
         if ceiling in per_run:
-            draw(*ap_curve(os.path.join(output, ceiling), "bbox/AP", per_run[ceiling]["max_iter"]),
+            draw(*ap_curve(os.path.join(output, ceiling), box_ap, per_run[ceiling]["max_iter"]),
                  f"supervised 100% seed {per_run[ceiling]['seed']}", ARM_COLORS["ceiling"], ":")
         for name, run in sorted(per_run.items(), key=lambda item: (item[1]["method"] != "supervised", item[1]["seed"])):
             if run["percent"] != percent:
@@ -269,14 +287,14 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str) -> Dic
             style = LINE_STYLES[seeds.index(run["seed"]) % len(LINE_STYLES)]
             out = os.path.join(output, name)
             if run["method"] == "supervised":
-                draw(*ap_curve(out, "bbox/AP", run["max_iter"]), f"supervised seed {run['seed']}",
+                draw(*ap_curve(out, box_ap, run["max_iter"]), f"supervised seed {run['seed']}",
                      ARM_COLORS["supervised"], style)
                 continue
             burn_in = run["burn_in_iters"]
-            twin = ap_curve(os.path.join(output, run["twin"]), "bbox/AP", run["max_iter"])
+            twin = ap_curve(os.path.join(output, run["twin"]), box_ap, run["max_iter"])
             start = [(x, y) for x, y in zip(*twin) if x == burn_in]
             for arm in ("teacher", "student"):
-                xs, ys = ap_curve(out, f"{arm}/bbox/AP", run["max_iter"])
+                xs, ys = ap_curve(out, f"{arm}/{box_ap}", run["max_iter"])
                 if xs and start:
                     xs, ys = [burn_in] + xs, [start[0][1]] + ys
                 draw(xs, ys, f"Soft Teacher {arm} seed {run['seed']}", ARM_COLORS[arm], style)
@@ -309,9 +327,7 @@ def _differences(values: Dict[str, float]) -> str:
     return ", ".join(f"seed {seed}: {value:+.1f}" for seed, value in values.items()) or "n/a"
 
 
-def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
-    """The report of :func:`collect_results`: the AP table, the figure (a relative path) and the pseudo labels."""
-    runs, percents = results["runs"], results["percents"]
+def _table(percents: Dict[str, dict]) -> str:
     rows = []
     for percent, entry in percents.items():
         rows.append([f"{percent}%", f"{entry['max_iter']} / {entry['burn_in_iters']}",
@@ -320,34 +336,43 @@ def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
                      "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
                      f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}",
                      _differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
+    return markdown_table(
+        ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)",
+         "supervised 100%", "gap closed (teacher / student)", "teacher - supervised", "student - supervised"], rows)
+
+
+def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
+    """The report of :func:`collect_results`: an AP table per test set (the held-out one first), the figure (a
+    relative path) and the pseudo labels."""
+    runs, test_sets = results["runs"], results["test_sets"]
+    ordered = sorted(test_sets, key=lambda name: name != HELD_OUT)
     lines = [
         "## Accuracy on the synthetic shapes set",
         "",
-        "Box AP on shapes_val (COCO AP@[.5:.95], %) at the end of each row's schedule; fold 1 of each split; configs "
-        "under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), `SEED` per run. Each Soft "
-        "Teacher run branches from the supervised run of the same seed at its burn-in (the schedule column gives "
-        "the iterations / the branch point): the two share everything before it. The 100% ceiling of a row is "
-        "trained on that row's schedule. Cells give the mean ± half-range over seeds and each seed's AP in "
-        "parentheses. Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; the last two columns "
-        "pair the runs of each seed (soft - supervised).",
-        "",
-        markdown_table(
-            ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)",
-             "supervised 100%", "gap closed (teacher / student)", "teacher - supervised", "student - supervised"],
-            rows),
+        f"Box AP (COCO AP@[.5:.95], %) at the end of each row's schedule on {', then '.join(ordered)}"
+        + (f" ({HELD_OUT}: held out, it chose no setting; the settings were chosen on the other)"
+           if HELD_OUT in test_sets and len(test_sets) > 1 else "")
+        + "; fold 1 of each split; configs under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), "
+        "`SEED` per run. Each Soft Teacher run branches from the supervised run of the same seed at its burn-in (the "
+        "schedule column gives the iterations / the branch point): the two share everything before it. The 100% "
+        "ceiling of a row is trained on that row's schedule. Cells give the mean ± half-range over seeds and each "
+        "seed's AP in parentheses. Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; the last "
+        "two columns pair the runs of each seed (soft - supervised).",
     ]
+    for dataset in ordered:
+        lines += ["", f"**{dataset}**", "", _table(results["percents"][dataset])]
     if figure:
-        lines += ["", f"![Box AP on shapes_val during training]({figure})"]
+        lines += ["", f"![Box AP on {ordered[0]} during training]({figure})"]
     pseudo_rows = []
     for name, run in runs.items():
         stats = run.get("pseudo_labels")
         if stats:
-            pseudo_rows.append([name] + [f"{stats[key]:.2f}" if key in stats else "n/a" for key in
-                                         ("pseudo/precision", "pseudo/recall", "pseudo/boxes_per_image_cls")])
+            pseudo_rows.append([name] + [f"{stats[key]:.2f}" if key in stats else "n/a" for key, _ in PSEUDO_COLUMNS])
     if pseudo_rows:
         lines += ["", f"Pseudo labels of the Soft Teacher runs (mean over each run's last {PSEUDO_WINDOW} "
-                      "iterations; precision and recall against the unlabeled images' hidden boxes):", "",
-                  markdown_table(["run", "precision", "recall", "pseudo boxes / image"], pseudo_rows)]
+                      "iterations; precision and recall against the unlabeled images' hidden boxes, the other "
+                      "columns without them, `soft_teacher/diagnostics.py`):", "",
+                  markdown_table(["run"] + [title for _, title in PSEUDO_COLUMNS], pseudo_rows)]
     unfinished = [f"{name}: {run.get('state')}" for name, run in runs.items() if run.get("box_ap") is None]
     lines += ["", f"Machine: {machine_line(results['machine'])}.", "",
               f"Command: `{command}`"]
@@ -367,12 +392,14 @@ def run_benchmark(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[str]
     line the report quotes.
     """
     print("Preparing the shapes set (generated on first use)...", flush=True)
-    for name in ("shapes_train", "shapes_val"):
+    for name in ("shapes_train", "shapes_val", HELD_OUT):
         DatasetCatalog.get(name)
     status = Scheduler([run.run for run in runs], output, opts, parallel).run()
     results = collect_results(runs, output, opts, status)
     results["command"] = command
-    plot_accuracy_curves(output, results["runs"], os.path.join(output, FIGURE))
+    test_sets = results["test_sets"]
+    drawn = HELD_OUT if HELD_OUT in test_sets else test_sets[0]
+    plot_accuracy_curves(output, results["runs"], os.path.join(output, FIGURE), test_set_keys(test_sets)[drawn])
     section = None
     if benchmarks_md:
         docs_png = os.path.join(os.path.dirname(os.path.abspath(benchmarks_md)), "docs", FIGURE)

@@ -17,7 +17,7 @@ read, not trained again; an interrupted one resumes from its ``last_checkpoint``
 The readers (:func:`final_evaluation`, :func:`final_box_ap`, :func:`last_iteration`,
 :func:`pseudo_label_stats`, :func:`ap_curve`) take a run's output folder and read its ``metrics.json``.
 
-A module that ``tools/benchmark_accuracy.py`` and ``tools/run_demo.py`` import, not a command. It lives in the
+A module that ``tools/benchmark_accuracy.py`` and ``tools/train_twin.py`` import, not a command. It lives in the
 checkout's ``tools/``: :data:`CHECKOUT` is the folder above it, which holds ``train_net.py`` and ``configs/``.
 """
 import math
@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import yaml
 
-from soft_teacher.engine import ConfigError, load_config
+from soft_teacher.engine import ConfigError, SoftTeacherTrainer, load_config
 
 from plot_metrics import METRICS_FILE, Series, load_metrics
 
@@ -44,7 +44,7 @@ __all__ = [
     "STUDENT_VIEW_KEYS", "TRAIN_NET", "Run", "RunProcess", "Scheduler",
     "ap_curve", "branch_checkpoint_ready", "branch_problems", "checkpoint_iteration", "checkpoint_name",
     "final_box_ap", "final_evaluation", "last_checkpoint", "last_iteration", "pseudo_label_stats",
-    "saved_config_differences", "start_branch",
+    "run_finished", "saved_config_differences", "start_branch", "test_set_keys",
 ]
 
 # The checkout: the folder above tools/, holding train_net.py and configs/.
@@ -69,7 +69,8 @@ STUDENT_VIEW_KEYS = ("INPUT.STRONG_GEOMETRIC_OPS", "INPUT.STRONG_TRANSLATE_FRAC"
 # that do not change training; the SOFT_TEACHER section and the student view only for Soft Teacher runs.
 RESUME_KEYS = ("MODEL.META_ARCHITECTURE", "SOLVER.MAX_ITER", "SOLVER.STEPS", "SOFT_TEACHER.BURN_IN_ITERS",
                "SOFT_TEACHER", "DATASETS.TRAIN", "DATASETS.TRAIN_UNLABELED", "SEED") + STUDENT_VIEW_KEYS
-NOT_TRAINING_KEYS = ("SOFT_TEACHER.EVAL_MODEL", "SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS")
+NOT_TRAINING_KEYS = ("SOFT_TEACHER.EVAL_MODEL", "SOFT_TEACHER.NO_PSEUDO_BOX_WARN_ITERS",
+                     "SOFT_TEACHER.CLASS_SHARE_WARN_ITERS", "SOFT_TEACHER.CLASS_SHARE_WARN_RATIO")
 EVALUATED_MODELS = (("", "model"), ("teacher/", "teacher"), ("student/", "student"))  # metrics.json key prefix
 POLL_SECONDS = 5
 STATUS_SECONDS = 60
@@ -101,31 +102,50 @@ def _series(output_dir: str) -> Series:
     return load_metrics(path) if os.path.isfile(path) else {}
 
 
-def final_evaluation(output_dir: str, max_iter: int) -> Optional[Dict[str, Dict[str, float]]]:
+def final_evaluation(output_dir: str, max_iter: int,
+                     dataset: Optional[str] = None) -> Optional[Dict[str, Dict[str, float]]]:
     """``{"model"|"teacher"|"student": {"AP": ..., "AP50": ..., ...}}`` of the evaluation after the last
     iteration (every ``bbox/*`` field COCOEvaluator logged, per-class APs included; NaN where undefined),
     or None if it is not there yet.
 
-    The trainer logs that evaluation at iteration ``max_iter`` (periodic ones at ``k * period - 1``).
+    The trainer logs that evaluation at iteration ``max_iter`` (periodic ones at ``k * period - 1``). With
+    several test sets, Detectron2 logs each under its name (``teacher/shapes_val/bbox/AP``): ``dataset``
+    names the one to read (None: a run of one test set, logged without its name; see :func:`test_set_keys`).
     """
     series = _series(output_dir)
     evaluation = {}
     for prefix, model in EVALUATED_MODELS:
-        iterations, _ = series.get(prefix + "bbox/AP", ([], []))
+        prefix += f"{dataset}/bbox/" if dataset else "bbox/"
+        iterations, _ = series.get(prefix + "AP", ([], []))
         if not iterations or iterations[-1] < max_iter - 1:
             continue
         fields = {}
         for key, (key_iterations, values) in series.items():
-            if key.startswith(prefix + "bbox/") and key_iterations[-1] == iterations[-1]:
-                fields[key[len(prefix + "bbox/"):]] = values[-1]
+            if key.startswith(prefix) and key_iterations[-1] == iterations[-1]:
+                fields[key[len(prefix):]] = values[-1]
         evaluation[model] = fields
     return evaluation or None
 
 
-def final_box_ap(output_dir: str, max_iter: int) -> Optional[Dict[str, float]]:
-    """``{"model"|"teacher"|"student": AP}`` of the evaluation after the last iteration, or None if not there yet."""
-    evaluation = final_evaluation(output_dir, max_iter)
+def final_box_ap(output_dir: str, max_iter: int, dataset: Optional[str] = None) -> Optional[Dict[str, float]]:
+    """``{"model"|"teacher"|"student": AP}`` of the evaluation after the last iteration on ``dataset`` (see
+    :func:`final_evaluation`), or None if not there yet."""
+    evaluation = final_evaluation(output_dir, max_iter, dataset)
     return None if evaluation is None else {model: fields["AP"] for model, fields in evaluation.items()}
+
+
+def run_finished(output_dir: str, cfg) -> bool:
+    """Whether the run of ``cfg`` in ``output_dir`` is over: its final evaluation is in ``metrics.json`` (or,
+    with no test set, ``model_final.pth`` is there)."""
+    if not cfg.DATASETS.TEST:
+        return os.path.isfile(os.path.join(output_dir, "model_final.pth"))
+    first = cfg.DATASETS.TEST[0]
+    return final_box_ap(output_dir, cfg.SOLVER.MAX_ITER, test_set_keys(cfg.DATASETS.TEST)[first]) is not None
+
+
+def test_set_keys(test_sets: Sequence[str]) -> Dict[str, Optional[str]]:
+    """``{test set: the name its evaluation is logged under}`` (None for a run's only test set)."""
+    return {name: (name if len(test_sets) > 1 else None) for name in test_sets}
 
 
 def last_iteration(output_dir: str) -> int:
@@ -227,8 +247,9 @@ def saved_config_differences(output_dir: str, cfg) -> List[str]:
     return differences
 
 
-def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
-    """Why a run could not branch from its twin, one line each (none: all can).
+def branch_problems(runs: Sequence[Run], opts: Sequence[str] = (), world_size: int = 1) -> List[str]:
+    """Why a run could not branch from its twin, one line each (none: all can), with the configs scaled to
+    ``world_size`` processes as they will train.
 
     Raises:
         ConfigError: a config does not load with ``opts``.
@@ -237,7 +258,7 @@ def branch_problems(runs: Sequence[Run], opts: Sequence[str] = ()) -> List[str]:
     for run in runs:
         if run.twin is None:
             continue
-        soft, sup = run.config(opts), run.twin.config(opts)
+        soft, sup = (SoftTeacherTrainer.auto_scale_workers(r.config(opts), world_size) for r in (run, run.twin))
         burn_in, period = soft.SOFT_TEACHER.BURN_IN_ITERS, sup.SOLVER.CHECKPOINT_PERIOD
         if not 0 < burn_in < soft.SOLVER.MAX_ITER:
             problems.append(f"{run.name}: SOFT_TEACHER.BURN_IN_ITERS is {burn_in}; the branch point must lie in "
@@ -329,9 +350,12 @@ class Scheduler:
         runs: what to train; a branch's twin must be among them or finished in ``output``.
         output: the folder of the runs' folders (``output/<run.name>``).
         opts: config overrides for every run, after each run's own.
-        parallel: processes at once (spread over the GPUs when there are several).
+        parallel: processes at once (without ``launch_args``, spread one GPU each over the GPUs there are).
         launch: starts one process, ``launch(command, output_dir, gpu)``; default :class:`RunProcess`.
         train_net: the script each process runs.
+        launch_args: ``train_net.py`` launch options every run gets (``--num-gpus 2``, ``--num-machines``, ...);
+            ``world_size``: the processes they start in all, whose ``SOLVER.REFERENCE_WORLD_SIZE`` scaling
+            (:meth:`SoftTeacherTrainer.auto_scale_workers`) gives the iterations the runs train.
 
     Raises:
         ConfigError: a run's folder holds a run of another config (:func:`saved_config_differences`).
@@ -339,12 +363,12 @@ class Scheduler:
 
     def __init__(self, runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
                  launch: Callable[[Sequence[str], str, Optional[int]], object] = RunProcess,
-                 train_net: str = TRAIN_NET):
+                 train_net: str = TRAIN_NET, launch_args: Sequence[str] = (), world_size: int = 1):
         self.output, self.opts, self.parallel, self.launch = output, list(opts), parallel, launch
-        self.train_net = train_net
-        self.gpus = torch.cuda.device_count()
+        self.train_net, self.launch_args = train_net, list(launch_args)
+        self.gpus = 0 if launch_args else torch.cuda.device_count()
         self.launched = 0
-        self.configs = {run.name: run.config(opts) for run in runs}
+        self.configs = {run.name: SoftTeacherTrainer.auto_scale_workers(run.config(opts), world_size) for run in runs}
         self.status: Dict[str, dict] = {}
         self.running: Dict[Run, Running] = {}
         self.todo: List[Run] = []
@@ -354,7 +378,7 @@ class Scheduler:
             raise ConfigError("these run folders hold runs of another config, which would be read or resumed as "
                               "this one: delete them or choose another output folder.\n  " + "\n  ".join(stale))
         for run in sorted(runs, key=lambda r: r.twin is not None):
-            if final_box_ap(self.folder(run), self.max_iter(run)) is not None:
+            if run_finished(self.folder(run), self.configs[run.name]):
                 self.status[run.name] = {"state": "finished earlier"}
             else:
                 self.todo.append(run)
@@ -369,7 +393,7 @@ class Scheduler:
         return self.configs[run.name].SOFT_TEACHER.BURN_IN_ITERS
 
     def command(self, run: Run, resume: bool) -> List[str]:
-        return ([sys.executable, self.train_net, "--config-file", run.config_file]
+        return ([sys.executable, self.train_net, "--config-file", run.config_file] + self.launch_args
                 + (["--resume"] if resume else [])
                 + ["OUTPUT_DIR", self.folder(run)] + list(run.opts) + self.opts)
 
