@@ -10,7 +10,9 @@ from plot_metrics import default_plot_path, load_metrics, metrics_records, plot_
 SOFT_TEACHER_LINES = [
     {"iteration": 19, "total_loss": 3.0, "sup_loss_cls": 1.0, "unsup_loss_cls": 0.5,
      "pseudo/boxes_per_image_rpn": 1.0, "pseudo/boxes_per_image_cls": 1.0, "pseudo/boxes_per_image_reg": 2.0,
-     "pseudo/precision": 0.25, "pseudo/recall": 0.1, "pseudo/wrong_class_share": 0.5, "lr": 0.01},
+     "pseudo/precision": 0.25, "pseudo/recall": 0.1, "pseudo/wrong_class_share": 0.5, "lr": 0.01,
+     "pseudo/boxes_per_image_labeled": 4.0, "pseudo/class_share_distance": 0.2, "pseudo/class_share_max_ratio": 1.5,
+     "pseudo/teacher_score_mean": 0.9},
     {"iteration": 39, "total_loss": 2.0, "sup_loss_cls": 0.8, "unsup_loss_cls": 0.4},
     {"iteration": 39, "teacher/bbox/AP": 5.0, "student/bbox/AP": 4.0},
 ]
@@ -62,13 +64,24 @@ def test_one_run_draws_every_logged_key_in_its_panel(tmp_path):
         "Unsupervised losses (weighted)": ["unsup_loss_cls"],
         "Box AP": ["student/bbox/AP", "teacher/bbox/AP"],
         "Pseudo boxes per image": [
-            "pseudo/boxes_per_image_cls", "pseudo/boxes_per_image_reg", "pseudo/boxes_per_image_rpn"],
+            "pseudo/boxes_per_image_cls", "pseudo/boxes_per_image_labeled", "pseudo/boxes_per_image_reg",
+            "pseudo/boxes_per_image_rpn"],
+        "Pseudo-label class shares (no annotations needed)": [
+            "pseudo/class_share_distance", "pseudo/class_share_max_ratio", "pseudo/teacher_score_mean"],
         "Pseudo-label quality": ["pseudo/precision", "pseudo/recall", "pseudo/wrong_class_share"],
     }
     image = cv2.imread(output)
-    assert image.shape == (800, 1800, 3)  # 2 x 3 panels of 6 x 4 inches at 100 dpi
+    assert image.shape == (1200, 1800, 3)  # 3 x 3 panels of 6 x 4 inches at 100 dpi
     first_colour_bgr = np.array([0xB4, 0x77, 0x1F])  # matplotlib's C0, the first key of each panel
     assert (np.abs(image.astype(int) - first_colour_bgr).sum(axis=2) < 30).sum() > 100
+
+
+def test_each_test_set_of_a_run_evaluated_on_several_gets_its_own_box_ap_line(tmp_path):
+    run = write_metrics(tmp_path / "run", [{"iteration": 39, "teacher/shapes_val/bbox/AP": 5.0,
+                                            "teacher/shapes_test/bbox/AP": 4.0, "shapes_test/bbox/AP": 3.0,
+                                            "teacher/shapes_test/bbox/AP50": 9.0}])
+    drawn = plot_metrics([run], str(tmp_path / "curves.png"))
+    assert drawn["Box AP"] == ["shapes_test/bbox/AP", "teacher/shapes_test/bbox/AP", "teacher/shapes_val/bbox/AP"]
 
 
 def test_several_runs_are_overlaid_with_their_labels(tmp_path):

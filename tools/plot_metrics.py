@@ -8,10 +8,15 @@ Several runs are overlaid, one colour per run, to compare them. The panels:
 - total loss (``total_loss``);
 - supervised losses (``sup_loss_*``, or a plain Detectron2 run's ``loss_*``);
 - unsupervised losses (``unsup_loss_*``, already weighted by ``SOFT_TEACHER.UNSUP_WEIGHT``);
-- box AP on the test set (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``);
-- pseudo boxes per image (``pseudo/boxes_per_image_rpn|cls|reg``);
+- box AP on the test set (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``; with
+  several test sets, each under its name: ``teacher/shapes_test/bbox/AP``);
+- pseudo boxes per image (``pseudo/boxes_per_image_rpn|cls|reg``) and the labeled images' boxes per image
+  (``pseudo/boxes_per_image_labeled``), the level ``_cls`` would reach if the teacher found every object;
+- the pseudo labels' class shares against the labeled set's (``pseudo/class_share_distance``,
+  ``pseudo/class_share_max_ratio``) and the teacher's mean score: what tells, without annotations, that
+  the teacher has started to name objects of several classes as one;
 - pseudo-label precision, recall and wrong-class share (``pseudo/precision``, ``pseudo/recall``,
-  ``pseudo/wrong_class_share``).
+  ``pseudo/wrong_class_share``), where the unlabeled images carry hidden annotations.
 
 A key that a run never logged is simply absent from its panel; a panel no run
 has data for says so. :func:`load_metrics` (the one reader of ``metrics.json``, which the other tools
@@ -44,8 +49,10 @@ PANELS = (
     ("Total loss", "loss", r"total_loss"),
     ("Supervised losses", "loss", r"(sup_)?loss_\w+"),
     ("Unsupervised losses (weighted)", "loss", r"unsup_loss_\w+"),
-    ("Box AP", "AP", r"((teacher|student)/)?bbox/AP"),
+    ("Box AP", "AP", r"((teacher|student)/)?([^/]+/)?bbox/AP"),
     ("Pseudo boxes per image", "boxes / image", r"pseudo/boxes_per_image_\w+"),
+    ("Pseudo-label class shares (no annotations needed)", "distance, ratio, score",
+     r"pseudo/(class_share_distance|class_share_max_ratio|teacher_score_mean)"),
     ("Pseudo-label quality", "fraction", r"pseudo/(precision|recall|wrong_class_share)"),
 )
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -109,8 +116,9 @@ def plot_metrics(
 
     The panels: total loss; supervised losses (``sup_loss_*``, or a plain Detectron2 run's
     ``loss_*``); unsupervised losses (``unsup_loss_*``, already weighted); box AP on the test set
-    (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``); pseudo boxes per
-    image; pseudo-label precision, recall and wrong-class share. A key that a run never logged is simply absent from
+    (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``; with several test sets, one
+    line each); pseudo boxes per image; the pseudo labels' class shares against the labeled set's and the
+    teacher's mean score; pseudo-label precision, recall and wrong-class share. A key that a run never logged is simply absent from
     its panel; a panel no run has data for says so.
 
     Args:
