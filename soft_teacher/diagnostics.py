@@ -365,12 +365,14 @@ class ClassShareWatch:
         logger.warning(
             f"Pseudo boxes over the last {self.window} iterations name '{name}' {100 * shares[worst]:.0f}% of the "
             f"time ({total} boxes), {ratios[worst]:.1f}x its share of the labeled boxes "
-            f"({100 * self.labeled_shares[worst]:.0f}%): the teacher may be naming objects of other classes "
-            f"'{name}', and the student learns that. Check with tools/visualize_pseudo_labels.py; with very few "
-            "labeled images, train the ROI classification without the pseudo classes "
+            f"({100 * self.labeled_shares[worst]:.0f}%). Either the teacher names objects of other classes "
+            f"'{name}' (the student then learns that), or it finds '{name}' far more easily than the other classes "
+            "(the student then learns those from the labeled images alone). Look at its pseudo labels with "
+            "tools/visualize_pseudo_labels.py. If it names other objects as this class (a weak teacher of very few "
+            "labeled images does), train the ROI classification without the pseudo classes "
             "(SOFT_TEACHER.UNSUP_LOSSES \"('rpn', 'roi_objectness', 'roi_reg')\"), branch later "
-            "(SOFT_TEACHER.BURN_IN_ITERS) or label more images. (Where the unlabeled images really hold more "
-            "of this class, raise SOFT_TEACHER.CLASS_SHARE_WARN_RATIO.)"
+            "(SOFT_TEACHER.BURN_IN_ITERS) or label more images. Where the unlabeled images really hold more of this "
+            "class, raise SOFT_TEACHER.CLASS_SHARE_WARN_RATIO."
         )
 
 

@@ -54,6 +54,17 @@ def test_eval_model_both_evaluates_teacher_and_student_separately(tmp_path):
     assert {d["category_id"] for d in detections_in(cfg.OUTPUT_DIR, "student")} == {2}
 
 
+def test_each_of_several_test_sets_keeps_its_own_prediction_files(tmp_path):
+    cfg = tiny_semisup_cfg(tmp_path)
+    cfg.DATASETS.TEST = ("tiny_test", "tiny_labeled")
+    model = build_model(cfg)
+    make_detector_predict_class(model.teacher, 0)
+    results = SoftTeacherTrainer.test(cfg, model)
+    assert set(results["teacher"]) == {"tiny_test", "tiny_labeled"}
+    for dataset in cfg.DATASETS.TEST:
+        assert len(detections_in(cfg.OUTPUT_DIR, os.path.join("teacher", dataset))) > 0, dataset
+
+
 def test_eval_model_student_evaluates_only_the_student(tmp_path):
     cfg = tiny_semisup_cfg(tmp_path)
     cfg.SOFT_TEACHER.EVAL_MODEL = "student"

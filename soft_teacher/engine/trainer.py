@@ -298,8 +298,13 @@ class SoftTeacherTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str = None):
-        """COCOEvaluator; its files (predictions, cached COCO json) go to ``output_folder``."""
-        return COCOEvaluator(dataset_name, output_dir=output_folder or os.path.join(cfg.OUTPUT_DIR, "inference"))
+        """COCOEvaluator; its files (predictions, cached COCO json) go to ``output_folder`` (default
+        ``OUTPUT_DIR/inference``), in a subfolder per test set when ``DATASETS.TEST`` has several (each set's
+        ``coco_instances_results.json`` would overwrite the previous one's)."""
+        folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+        if len(cfg.DATASETS.TEST) > 1:
+            folder = os.path.join(folder, dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=folder)
 
     @classmethod
     def test(cls, cfg: CfgNode, model, evaluators=None, models: Sequence[str] = ()):
@@ -308,7 +313,8 @@ class SoftTeacherTrainer(DefaultTrainer):
         For a teacher-student model, each of ``models`` (default: those ``SOFT_TEACHER.EVAL_MODEL``
         names) is evaluated on its own and the results are nested under its name
         (``{"teacher": {"bbox": {"AP": ...}}}``, which the EvalHook logs as ``teacher/bbox/AP``); evaluation files go to
-        ``OUTPUT_DIR/inference/<teacher|student>``. Other models: DefaultTrainer.test.
+        ``OUTPUT_DIR/inference/<teacher|student>`` (a subfolder per test set with several: :meth:`build_evaluator`).
+        Other models: DefaultTrainer.test.
         """
         model = unwrap_model(model)
         if not is_teacher_student(model):
