@@ -118,8 +118,8 @@ def plot_metrics(
     ``loss_*``); unsupervised losses (``unsup_loss_*``, already weighted); box AP on the test set
     (``teacher/bbox/AP``, ``student/bbox/AP``, or a plain run's ``bbox/AP``; with several test sets, one
     line each); pseudo boxes per image; the pseudo labels' class shares against the labeled set's and the
-    teacher's mean score; pseudo-label precision, recall and wrong-class share. A key that a run never logged is simply absent from
-    its panel; a panel no run has data for says so.
+    teacher's mean score; pseudo-label precision, recall and wrong-class share. A key that a run never logged is
+    simply absent from its panel; a panel no run has data for says so.
 
     Args:
         metrics_paths: output folders or ``metrics.json`` files, one per run.

@@ -256,7 +256,8 @@ class SoftTeacherTrainer(DefaultTrainer):
         if labeled is not None:
             shares = ", ".join(f"{name} {100 * share:.0f}%" for name, share in zip(class_names, labeled.class_shares))
             logger.info(f"Labeled set: {labeled.images} images, {labeled.boxes_per_image:.2f} boxes per image; "
-                        f"class shares: {shares}. The pseudo boxes' are compared with them (pseudo/class_share_*).")
+                        f"class shares: {shares}. The pseudo boxes' class shares are compared with these "
+                        "(pseudo/class_share_*).")
         return PseudoLabelDiagnostics(st.CLS_PSEUDO_THRESH, st.INITIAL_SCORE_THRESH, cfg.MODEL.ROI_HEADS.NUM_CLASSES,
                                       labeled, class_names, st.CLASS_SHARE_WARN_ITERS, st.CLASS_SHARE_WARN_RATIO)
 
