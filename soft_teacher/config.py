@@ -97,6 +97,14 @@ def get_cfg() -> CN:
     return add_soft_teacher_config(_get_detectron2_cfg())
 
 
+def detector_config(cfg: CN) -> CN:
+    """A copy of ``cfg`` that builds the plain detector inside a Soft Teacher model (student, teacher)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    return cfg
+
+
 class UnknownConfigKeyError(KeyError):
     """A config file or command-line option names a key that does not exist."""
 

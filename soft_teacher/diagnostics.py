@@ -34,6 +34,7 @@ unmatched same-class annotation of highest IoU, if >= 0.5. So the matches above 
 those of all candidates, and one pass serves every threshold. ``tools/measure_pseudo_labels.py`` gives the same
 figures offline for a checkpoint.
 """
+import functools
 import logging
 import math
 from collections import deque
@@ -150,6 +151,7 @@ def match_pseudo_labels(candidates: Sequence[Instances], annotations: Sequence[I
 # Counting one batch, and the scalars of counts summed over batches and ranks
 
 
+@functools.lru_cache(maxsize=None)
 def count_names(num_classes: int) -> tuple:
     """What :func:`pseudo_label_counts` sums, in order; every entry adds up over images and processes."""
     return (
@@ -333,14 +335,19 @@ class ClassShareWatch:
         self.labeled_shares = labeled.class_shares
         self.window, self.ratio, self.class_names = window, ratio, list(class_names)
         self._recent: deque = deque(maxlen=max(1, window))
+        self._pooled = np.zeros(len(self.labeled_shares))  # the sum of _recent (integer counts: exact in float64)
         self._updates = 0
         self._warned_at: Optional[int] = None  # the update of the last warning
 
     def update(self, class_counts: Sequence[float]) -> Dict[str, float]:
         """Add one iteration's ``(C,)`` counts; the pooled ``pseudo/class_share_*`` scalars (none without boxes)."""
         self._updates += 1
-        self._recent.append(np.asarray(class_counts, dtype=np.float64))
-        pooled = np.sum(self._recent, axis=0)
+        counts = np.asarray(class_counts, dtype=np.float64)
+        if len(self._recent) == self._recent.maxlen:
+            self._pooled -= self._recent[0]
+        self._recent.append(counts)
+        self._pooled += counts
+        pooled = self._pooled
         total = pooled.sum()
         if not total:
             return {}
@@ -378,6 +385,10 @@ class ClassShareWatch:
 
 # ---------------------------------------------------------------------------------------------
 # The one call per iteration
+
+
+def _ranks(indices: Sequence[int]) -> str:
+    return f"rank{'s' if len(indices) > 1 else ''} {', '.join(map(str, indices))}"
 
 
 class PseudoLabelDiagnostics:
@@ -443,17 +454,19 @@ class PseudoLabelDiagnostics:
             summed = summed.to(device)  # NCCL reduces GPU tensors
             torch.distributed.all_reduce(summed)
             summed = summed.cpu()
-        counts, failures = summed[:size], summed[size:]
-        failed = [index for index, flag in enumerate(failures.tolist()) if flag]
-        if not failed:
+        counts, flags = summed[:size], summed[size:].tolist()
+        non_finite = [index for index, flag in enumerate(flags) if flag == 1.0]
+        other = [index for index, flag in enumerate(flags) if flag == 2.0]
+        if not non_finite and not other:
             return counts
-        ranks = f" (rank{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))})"
-        if any(failures[index] == 1.0 for index in failed):
-            raise FloatingPointError(NON_FINITE_MESSAGE + ranks) from error
-        if error is not None:
+        if error is not None and not isinstance(error, FloatingPointError):
             raise error
-        raise RuntimeError(f"Counting the pseudo labels failed{ranks}; that rank's log has the error. Every rank "
-                           "stops here, so that none waits for the others.")
+        elsewhere = (f"counting the pseudo labels failed on {_ranks(other)}, whose log has the error. Every rank "
+                     "stops here, so that none waits for the others.")
+        if non_finite:
+            raise FloatingPointError(f"{NON_FINITE_MESSAGE} ({_ranks(non_finite)})"
+                                     + (f"; {elsewhere}" if other else "")) from error
+        raise RuntimeError(elsewhere[0].upper() + elsewhere[1:])
 
     def __call__(self, record, device: torch.device = torch.device("cpu")) -> Dict[str, float]:
         """The ``pseudo/*`` scalars of one step's record (see the module's docstring)."""

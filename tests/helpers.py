@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from typing import Iterable, Iterator, List, Sequence, Tuple
@@ -315,8 +316,13 @@ def load_tool(tool: str):
     return module
 
 
+# The shell variables of the loops docs show (README's five folds), each set to one of its values.
+LOOP_VALUES = {"FOLD": "2"}
+
+
 def join_commands(lines: Iterable[str], prefixes=("python ",)) -> List[str]:
-    """Commands that start with one of ``prefixes``, with ``\\``-continued lines joined."""
+    """Commands that start with one of ``prefixes``, with ``\\``-continued lines joined and the loops' shell
+    variables (``$FOLD``, ``${FOLD}``) set to their :data:`LOOP_VALUES`."""
     commands, current = [], None
     for line in lines:
         line = line.strip()
@@ -325,7 +331,7 @@ def join_commands(lines: Iterable[str], prefixes=("python ",)) -> List[str]:
         elif current is not None:
             current = current[:-1].rstrip() + " " + line
         if current is not None and not current.endswith("\\"):
-            commands.append(current.split(" #")[0].strip())
+            commands.append(re.sub(r"\$\{?(\w+)\}?", lambda m: LOOP_VALUES[m.group(1)], current.split(" #")[0].strip()))
             current = None
     return commands
 

@@ -46,7 +46,7 @@ class FakeLauncher:
     def __init__(self):
         self.commands = []
 
-    def __call__(self, command, output_dir, gpu):
+    def __call__(self, command, output_dir, gpu, log_name):
         self.commands.append(list(command))
         return FakeProcess()
 
@@ -264,6 +264,18 @@ def test_a_run_folder_of_another_schedule_is_refused_instead_of_read_or_resumed(
     saved.SOLVER.MAX_ITER = 4
     (folder / "config.yaml").write_text(saved.dump())
     assert branch_runs.Scheduler([SUP_1.run], str(output), BRANCH_AT_2, parallel=1, launch=FakeLauncher()).todo
+
+
+def test_a_run_folder_of_the_same_config_on_more_gpus_is_resumed_though_it_trains_a_scaled_schedule(tmp_path):
+    """train_net.py saves the config before REFERENCE_WORLD_SIZE scales it: that is what a folder is checked with."""
+    output = tmp_path / "out"
+    folder = output / SUP_1.name
+    folder.mkdir(parents=True)
+    saved = SUP_1.run.config(BRANCH_AT_2 + ["SOLVER.REFERENCE_WORLD_SIZE", "1"])
+    (folder / "config.yaml").write_text(saved.dump())
+    scheduler = branch_runs.Scheduler([SUP_1.run], str(output), BRANCH_AT_2 + ["SOLVER.REFERENCE_WORLD_SIZE", "1"],
+                                      parallel=1, launch=FakeLauncher(), world_size=2)
+    assert scheduler.todo and scheduler.max_iter(SUP_1.run) == saved.SOLVER.MAX_ITER // 2
 
 
 @pytest.mark.parametrize("section, key, value, shown", [
@@ -530,3 +542,10 @@ def test_the_1pct_benchmark_student_view_is_translated_only_and_the_5pct_also_ro
 @pytest.mark.parametrize("percent", accuracy.SEMI_SUPERVISED_PERCENTS)
 def test_each_shapes_benchmark_branch_can_start_from_its_twins_checkpoint(percent):
     assert branch_runs.branch_problems([BenchmarkRun("soft_teacher", percent, 1).run]) == []
+
+
+def test_a_benchmark_that_would_test_on_nothing_is_refused_before_training(tmp_path, capsys):
+    output = tmp_path / "out"
+    code = accuracy.main(["--output", str(output), "--percents", "5", "--seeds", "1", "DATASETS.TEST", "()"])
+    assert code == 2 and "would test on nothing" in capsys.readouterr().err
+    assert not output.exists()

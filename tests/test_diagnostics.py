@@ -245,3 +245,36 @@ def test_non_finite_pseudo_boxes_stop_with_what_to_do_naming_the_rank():
     diagnostics = PseudoLabelDiagnostics(0.9, 0.5, NUM_CLASSES, None, (), 10, 2.0)
     with pytest.raises(FloatingPointError, match=r"SOLVER.BASE_LR.*\(rank 0\)"):
         diagnostics(record_of([scored_boxes([[0.0, 0, float("nan"), 10]], [0], [0.95])]))
+
+
+def fake_peer(monkeypatch, peer_flag):
+    """A world of 2 where this process is rank 0 and rank 1's failure flag is ``peer_flag`` (0 fine, 1 non-finite
+    boxes, 2 another error): the all_reduce adds it to the flags' second slot."""
+    monkeypatch.setattr("soft_teacher.diagnostics.comm.get_world_size", lambda: 2)
+    monkeypatch.setattr("soft_teacher.diagnostics.comm.get_rank", lambda: 0)
+
+    def all_reduce(tensor):
+        tensor[-1] += peer_flag
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+
+
+def test_a_peer_with_non_finite_boxes_stops_this_rank_naming_the_peer(monkeypatch):
+    fake_peer(monkeypatch, 1.0)
+    diagnostics = PseudoLabelDiagnostics(0.9, 0.5, NUM_CLASSES, None, (), 10, 2.0)
+    with pytest.raises(FloatingPointError, match=r"SOLVER.BASE_LR.*\(rank 1\)$"):
+        diagnostics(record_of([scored_boxes([[0.0, 0, 10, 10]], [0], [0.95])]))
+
+
+def test_a_peer_that_failed_otherwise_stops_this_rank_pointing_to_its_log(monkeypatch):
+    fake_peer(monkeypatch, 2.0)
+    diagnostics = PseudoLabelDiagnostics(0.9, 0.5, NUM_CLASSES, None, (), 10, 2.0)
+    with pytest.raises(RuntimeError, match=r"^Counting the pseudo labels failed on rank 1, whose log has the error"):
+        diagnostics(record_of([scored_boxes([[0.0, 0, 10, 10]], [0], [0.95])]))
+
+
+def test_non_finite_boxes_here_and_another_failure_on_a_peer_are_named_apart(monkeypatch):
+    fake_peer(monkeypatch, 2.0)
+    diagnostics = PseudoLabelDiagnostics(0.9, 0.5, NUM_CLASSES, None, (), 10, 2.0)
+    with pytest.raises(FloatingPointError, match=r"\(rank 0\); counting the pseudo labels failed on rank 1"):
+        diagnostics(record_of([scored_boxes([[0.0, 0, float("nan"), 10]], [0], [0.95])]))

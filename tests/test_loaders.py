@@ -1,5 +1,6 @@
 """The training loaders: per-iteration counts, rank shards, reproducibility, bad-input messages."""
 import itertools
+import json
 import os
 import re
 
@@ -143,3 +144,18 @@ def test_missing_labeled_images_are_reported_when_the_loader_is_built(semisup_cf
     with pytest.raises(FileNotFoundError, match=rf"6 of the 6 images of \S+_labeled do not exist:{listed}\n    "
                                                 rf"\.\.\. and 1 more\nImage roots: .*Check \$DETECTRON2_DATASETS"):
         build(semisup_cfg)
+
+
+def test_labeled_statistics_count_the_images_without_boxes_that_training_leaves_out(semisup_cfg):
+    """Pseudo boxes are counted on every unlabeled image, empty ones included, so the labeled reference is too."""
+    _, path, _ = semisup_cfg.DATASETS.CUSTOM_COCO[0]
+    with open(path) as f:
+        coco = json.load(f)
+    coco["annotations"] = coco["annotations"][:4]  # the last 2 of the 6 images hold no box
+    with open(path, "w") as f:
+        json.dump(coco, f)
+    assert semisup_cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    loader = build_semisup_train_loader(semisup_cfg)
+    assert loader.labeled_statistics.images == 6
+    assert loader.labeled_statistics.boxes_per_image == pytest.approx(4 / 6)
+    assert all(len(batch["labeled"][0]["instances"]) == 1 for batch in _take(loader, 12))

@@ -80,15 +80,20 @@ def use_known_teacher(model, monkeypatch, per_image):
     monkeypatch.setattr(model.teacher.roi_heads.box_predictor, "inference", known_inference)
 
 
-@pytest.fixture(params=["BN", "FrozenBN"])
-def model(tiny_cfg, request):
-    """The tiny model with a BatchNorm backbone and with a FrozenBN one."""
+def build_tiny_model(cfg, norm="BN"):
+    """The tiny model in training mode, its backbone normalised by ``norm``."""
     torch.manual_seed(0)
-    tiny_cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0  # every candidate supervises regression
-    tiny_cfg.MODEL.RESNETS.NORM = request.param
-    model = build_model(tiny_cfg)
+    cfg.SOFT_TEACHER.REG_UNCERTAINTY_THRESH = 1.0  # every candidate supervises regression
+    cfg.MODEL.RESNETS.NORM = norm
+    model = build_model(cfg)
     model.train()
     return model
+
+
+@pytest.fixture
+def model(tiny_cfg):
+    """The tiny model with a BatchNorm backbone (the shapes configs')."""
+    return build_tiny_model(tiny_cfg)
 
 
 TWO_CONFIDENT_BOXES = [[((10.0, 10, 30, 30), 1, 0.95), ((40.0, 10, 60, 40), 2, 0.7)], []]
@@ -298,6 +303,15 @@ def test_edge_cases_give_finite_losses_and_gradients(
     data = batch([unlabeled(i, affine(), a_student) for i in range(2)], labeled_dicts)
     losses, scalars = train_step(model, data)
     assert scalars["pseudo/boxes_per_image_rpn"] == pytest.approx(expected_rpn_boxes_per_image)
+    assert_finite_and_connected(losses, model)
+
+
+def test_a_frozen_batch_norm_backbone_as_in_the_coco_configs_gives_finite_losses_and_gradients(tiny_cfg, monkeypatch):
+    model = build_tiny_model(tiny_cfg, norm="FrozenBN")
+    use_known_teacher(model, monkeypatch, TWO_CONFIDENT_BOXES)
+    data = batch([unlabeled(i, affine(), affine(degrees=20, cx=48, cy=32)) for i in range(2)])
+    losses, scalars = train_step(model, data)
+    assert scalars["pseudo/boxes_per_image_rpn"] == pytest.approx(0.5)
     assert_finite_and_connected(losses, model)
 
 

@@ -122,7 +122,7 @@ def test_launch_options_go_to_every_arm_and_scale_the_schedule_they_train(monkey
     started = []
 
     class Recorded:
-        def __init__(self, command, output_dir, gpu, threads=None):
+        def __init__(self, command, output_dir, gpu, log_name, threads=None):
             started.append((command, gpu))
 
         def poll(self):
@@ -143,6 +143,23 @@ def test_launch_options_go_to_every_arm_and_scale_the_schedule_they_train(monkey
     assert train_twin.launch_arguments() == []
 
 
+def test_several_gpus_on_one_machine_pick_a_free_port():
+    """train_net.py's default --dist-url is one port per user, which a second job would find taken."""
+    assert train_twin.launch_arguments(num_gpus=2) == ["--num-gpus", "2", "--dist-url", "auto"]
+
+
+def test_a_machine_of_rank_above_zero_fails_when_its_share_of_an_arm_failed(tmp_path, monkeypatch):
+    def failed_branch(self):
+        assert self.machine_rank == 1 and self.log_name == "stdout.machine1.log"
+        return {"supervised": {"state": "trained"}, "soft_teacher": {"state": "failed (exit code 1)"}}
+
+    monkeypatch.setattr(branch_runs.Scheduler, "run", failed_branch)
+    monkeypatch.setattr(train_twin, "prepare_datasets", lambda cfgs: {})
+    with pytest.raises(train_twin.TwinError, match=r"rank 1\):\n  the Soft Teacher arm: failed \(exit code 1\)$"):
+        train_twin.train_twin(SOFT_TEACHER_DEMO, str(tmp_path), num_machines=2, machine_rank=1,
+                              dist_url="tcp://10.0.0.1:29500")
+
+
 def test_a_failed_arm_is_an_error_naming_its_log(tmp_path, monkeypatch):
     def no_training(self):
         return {"supervised": {"state": f"failed (exit code 1; see {tmp_path}/supervised/stdout.log)"},
@@ -159,8 +176,10 @@ def test_a_failed_arm_is_an_error_naming_its_log(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("setting, message", [({"parallel": 0}, "at least one arm at a time, not 0"),
-                                              ({"threads": -1}, "at least one CPU thread, not -1")])
-def test_no_arm_at_a_time_or_no_thread_is_refused_before_training(setting, message, tmp_path):
+                                              ({"threads": -1}, "at least one CPU thread, not -1"),
+                                              ({"parallel": 2, "num_gpus": 2}, r"one after the other \(--parallel 1\)"),
+                                              ({"opts": ["DATASETS.TEST", "()"]}, "has no DATASETS.TEST")])
+def test_settings_that_cannot_train_or_compare_are_refused_before_training(setting, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         train_twin.train_twin(SOFT_TEACHER_DEMO, str(tmp_path), **setting)
     assert not os.listdir(tmp_path)

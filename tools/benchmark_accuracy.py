@@ -390,7 +390,15 @@ def run_benchmark(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[str]
     Writes ``output/results.json``, ``results.md`` and ``accuracy_curves.png``; with ``benchmarks_md`` also
     its ``accuracy`` section and ``docs/accuracy_curves.png`` beside that file. ``command`` is the command
     line the report quotes.
+
+    Raises:
+        ConfigError: a run would test on nothing (its ``DATASETS.TEST`` emptied by ``opts``), or a run folder
+            holds a run of another config.
     """
+    untested = sorted({os.path.basename(run.config_file) for run in runs if not run.config(opts).DATASETS.TEST})
+    if untested:
+        raise ConfigError(f"{', '.join(untested)} would test on nothing with these overrides: the table compares "
+                          "the runs' AP on DATASETS.TEST, so keep one, e.g. DATASETS.TEST \"('shapes_test',)\".")
     print("Preparing the shapes set (generated on first use)...", flush=True)
     for name in ("shapes_train", "shapes_val", HELD_OUT):
         DatasetCatalog.get(name)

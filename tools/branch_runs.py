@@ -305,12 +305,13 @@ def start_branch(twin_dir: str, branch_dir: str, burn_in: int) -> str:
 
 
 class RunProcess:
-    """One ``train_net.py`` process, its output into ``output_dir/stdout.log``, on GPU ``gpu`` if given.
+    """One ``train_net.py`` process, its output into ``output_dir/log_name``, on GPU ``gpu`` if given.
 
     ``threads``: its torch threads (``OMP_NUM_THREADS``); default: this environment's, else 1.
     """
 
-    def __init__(self, command: Sequence[str], output_dir: str, gpu: Optional[int], threads: Optional[int] = None):
+    def __init__(self, command: Sequence[str], output_dir: str, gpu: Optional[int], log_name: str = "stdout.log",
+                 threads: Optional[int] = None):
         env = dict(os.environ)
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
@@ -318,7 +319,7 @@ class RunProcess:
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         os.makedirs(output_dir, exist_ok=True)
-        self._stdout = open(os.path.join(output_dir, "stdout.log"), "a")
+        self._stdout = open(os.path.join(output_dir, log_name), "a")
         self.process = subprocess.Popen(list(command), stdout=self._stdout, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
 
@@ -351,29 +352,35 @@ class Scheduler:
         output: the folder of the runs' folders (``output/<run.name>``).
         opts: config overrides for every run, after each run's own.
         parallel: processes at once (without ``launch_args``, spread one GPU each over the GPUs there are).
-        launch: starts one process, ``launch(command, output_dir, gpu)``; default :class:`RunProcess`.
+        launch: starts one process, ``launch(command, output_dir, gpu, log_name)``; default :class:`RunProcess`.
         train_net: the script each process runs.
         launch_args: ``train_net.py`` launch options every run gets (``--num-gpus 2``, ``--num-machines``, ...);
             ``world_size``: the processes they start in all, whose ``SOLVER.REFERENCE_WORLD_SIZE`` scaling
             (:meth:`SoftTeacherTrainer.auto_scale_workers`) gives the iterations the runs train.
+        machine_rank: this machine's rank when the runs span several (``output`` on a folder they share): only
+            machine 0 copies a twin's checkpoint into its branch; the others wait for that copy.
 
     Raises:
         ConfigError: a run's folder holds a run of another config (:func:`saved_config_differences`).
     """
 
     def __init__(self, runs: Sequence[Run], output: str, opts: Sequence[str], parallel: int,
-                 launch: Callable[[Sequence[str], str, Optional[int]], object] = RunProcess,
-                 train_net: str = TRAIN_NET, launch_args: Sequence[str] = (), world_size: int = 1):
+                 launch: Callable[[Sequence[str], str, Optional[int], str], object] = RunProcess,
+                 train_net: str = TRAIN_NET, launch_args: Sequence[str] = (), world_size: int = 1,
+                 machine_rank: int = 0):
         self.output, self.opts, self.parallel, self.launch = output, list(opts), parallel, launch
-        self.train_net, self.launch_args = train_net, list(launch_args)
+        self.train_net, self.launch_args, self.machine_rank = train_net, list(launch_args), machine_rank
+        # Every machine writes its processes' output into the shared run folder, each in its own file.
+        self.log_name = "stdout.log" if machine_rank == 0 else f"stdout.machine{machine_rank}.log"
         self.gpus = 0 if launch_args else torch.cuda.device_count()
         self.launched = 0
-        self.configs = {run.name: SoftTeacherTrainer.auto_scale_workers(run.config(opts), world_size) for run in runs}
+        configs = {run.name: run.config(opts) for run in runs}  # as train_net.py saves them: before scaling
+        self.configs = {name: SoftTeacherTrainer.auto_scale_workers(cfg, world_size) for name, cfg in configs.items()}
         self.status: Dict[str, dict] = {}
         self.running: Dict[Run, Running] = {}
         self.todo: List[Run] = []
         stale = [f"{self.folder(run)} ({'; '.join(differences)})" for run in runs
-                 for differences in [saved_config_differences(self.folder(run), self.configs[run.name])] if differences]
+                 for differences in [saved_config_differences(self.folder(run), configs[run.name])] if differences]
         if stale:
             raise ConfigError("these run folders hold runs of another config, which would be read or resumed as "
                               "this one: delete them or choose another output folder.\n  " + "\n  ".join(stale))
@@ -403,29 +410,32 @@ class Scheduler:
         command = self.command(run, resume=last is not None)
         gpu = self.launched % self.gpus if self.gpus > 1 else None
         start_iter = 0 if last is None else int(min(checkpoint_iteration(last) + 1, self.max_iter(run)))
-        self.running[run] = Running(self.launch(command, out, gpu), time.time(), start_iter)
+        self.running[run] = Running(self.launch(command, out, gpu, self.log_name), time.time(), start_iter)
         self.launched += 1
         self.todo.remove(run)
         print(f"start  {run.name:26s} {how}: {shlex.join(command)}", flush=True)
 
     def waiting_for(self, run: Run) -> Optional[str]:
-        """What a branch waits for (None: it can start now); starts nothing."""
+        """What a branch waits for (None: it can start now): its twin's checkpoint, or on a machine of rank > 0
+        machine 0's copy of it; starts nothing."""
         if run.twin is None or last_checkpoint(self.folder(run)) is not None:
             return None
-        twin_dir = self.folder(run.twin)
         twin_training = run.twin in self.running or run.twin in self.todo
-        if branch_checkpoint_ready(twin_dir, self.burn_in(run), twin_training):
-            return None
-        return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+        if not branch_checkpoint_ready(self.folder(run.twin), self.burn_in(run), twin_training):
+            return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+        if self.machine_rank > 0:
+            return os.path.join(run.name, "last_checkpoint") + " (machine 0 copies the twin's checkpoint there)"
+        return None
 
     def start_ready(self) -> None:
-        """Start what can start: branches first, then runs from scratch; drop branches that never can."""
+        """Start what can start: branches first, then runs from scratch; drop branches that never can (their twin
+        is over without the checkpoint they start from)."""
         for run in [r for r in self.todo if r.twin is not None]:
-            if run.twin in self.running or run.twin in self.todo:
+            if run.twin in self.running or run.twin in self.todo or last_checkpoint(self.folder(run)) is not None:
                 continue
-            missing = self.waiting_for(run)
-            if missing is not None:
+            if not branch_checkpoint_ready(self.folder(run.twin), self.burn_in(run), twin_training=False):
                 self.todo.remove(run)
+                missing = os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
                 twin_state = self.status.get(run.twin.name, {}).get("state", "not part of this set of runs")
                 self.status[run.name] = {"state": f"not started: {missing} is missing ({run.twin.name}: {twin_state})"}
         order = [r for r in self.todo if r.twin is not None] + [r for r in self.todo if r.twin is None]
@@ -448,7 +458,8 @@ class Scheduler:
                 continue
             del self.running[run]
             minutes = (time.time() - entry.started) / 60
-            state = "trained" if code == 0 else f"failed (exit code {code}; see {self.folder(run)}/stdout.log)"
+            log = os.path.join(self.folder(run), self.log_name)
+            state = "trained" if code == 0 else f"failed (exit code {code}; see {log})"
             self.status[run.name] = {"state": state, "minutes": round(minutes, 1)}
             print(f"finish {run.name:26s} {state} after {minutes:.1f} min", flush=True)
 

@@ -65,7 +65,6 @@ MEASURE_SCORE_GRID = SCORE_GRID + (0.95,)
 MEASURE_PERCENTILES = (10, 25, 50, 75, 90)
 UNCERTAINTY_GRID = (0.02, 0.03, 0.04, 0.05, None)  # None: every candidate
 WELL_LOCALISED_IOU = 0.75
-# Why a pseudo box is false, checked in this order (see :func:`false_positive_causes`).
 
 
 def _ratio(numerator: float, denominator: float) -> Optional[float]:

@@ -117,12 +117,15 @@ def plan_arms(config_file: str, opts: Sequence[str] = ()) -> List[Run]:
     run's opts are ``opts``, then (for the twin) :func:`twin_opts`.
 
     Raises:
-        ConfigError: the config does not load, or trains no Soft Teacher model.
+        ConfigError: the config does not load, trains no Soft Teacher model or tests on nothing.
     """
     cfg = load_config(config_file, opts)
     if not is_semi_supervised(cfg):
         raise ConfigError(f"{config_file} trains {cfg.MODEL.META_ARCHITECTURE}; give a config with "
                           "MODEL.META_ARCHITECTURE SoftTeacher (its twin is derived from it).")
+    if not cfg.DATASETS.TEST:
+        raise ConfigError(f"{config_file} has no DATASETS.TEST, so the arms could not be compared: name the "
+                          "annotated images to evaluate, e.g. DATASETS.TEST \"('my_val',)\".")
     supervised = Run("supervised", config_file, tuple(opts) + tuple(twin_opts(cfg)))
     branches = cfg.SOFT_TEACHER.BURN_IN_ITERS > 0
     return [supervised, Run("soft_teacher", config_file, tuple(opts), supervised if branches else None)]
@@ -246,12 +249,18 @@ def summary_lines(results: Dict) -> List[str]:
 
 def launch_arguments(num_gpus: int = 1, num_machines: int = 1, machine_rank: int = 0,
                      dist_url: str = "auto") -> List[str]:
-    """The ``train_net.py`` launch options of each arm (none at their defaults: one process)."""
+    """The ``train_net.py`` launch options of each arm (none at their defaults: one process).
+
+    Several processes always get ``--dist-url``: on one machine its default ``auto`` picks a free port, where
+    ``train_net.py``'s own default is a fixed port per user that a second job of the same user would find taken.
+    """
     args = []
     if num_gpus != 1:
         args += ["--num-gpus", str(num_gpus)]
     if num_machines != 1:
-        args += ["--num-machines", str(num_machines), "--machine-rank", str(machine_rank), "--dist-url", dist_url]
+        args += ["--num-machines", str(num_machines), "--machine-rank", str(machine_rank)]
+    if num_gpus * num_machines > 1:
+        args += ["--dist-url", dist_url]
     return args
 
 
@@ -275,10 +284,13 @@ def train_twin(config_file: str, output_dir: str, opts: Sequence[str] = (), num_
         raise ConfigError(f"--parallel: at least one arm at a time, not {parallel}.")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads: each arm needs at least one CPU thread, not {threads}.")
+    world_size = num_gpus * num_machines
+    if parallel > 1 and world_size > 1:
+        raise ConfigError(f"--parallel {parallel} would train both arms at once on the same GPUs; with "
+                          f"{world_size} processes per arm, train them one after the other (--parallel 1).")
     parallel = min(parallel, len(ARM_LABELS))
     threads = threads or max(1, torch.get_num_threads() // parallel)
     torch.set_num_threads(threads)
-    world_size = num_gpus * num_machines
     seconds = {}
     supervised, soft = runs = plan_arms(config_file, opts)
     cfgs = {run.name: SoftTeacherTrainer.auto_scale_workers(run.config(), world_size) for run in runs}
@@ -299,7 +311,7 @@ def train_twin(config_file: str, output_dir: str, opts: Sequence[str] = (), num_
     start_of_soft = (f"Soft Teacher from its iteration-{burn_in} checkpoint" if soft.twin is not None
                      else "Soft Teacher from scratch")
     announce(2, f"Training the supervised twin from scratch and {start_of_soft} ({arrangement(parallel)}) to "
-                f"{max_iter} iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST) or 'nothing'}")
+                f"{max_iter} iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST)}")
     for run in runs:
         print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
     print(f"    Progress and ETA every minute. Soft Teacher's iterations also run the teacher on "
@@ -308,12 +320,16 @@ def train_twin(config_file: str, output_dir: str, opts: Sequence[str] = (), num_
     scheduler = Scheduler(runs, output_dir, (), parallel=parallel,
                           launch=functools.partial(RunProcess, threads=threads),
                           launch_args=launch_arguments(num_gpus, num_machines, machine_rank, dist_url),
-                          world_size=world_size)
+                          world_size=world_size, machine_rank=machine_rank)
     for name in scheduler.status:
         print(f"    {ARM_LABELS[name]}: finished earlier, read from {folders[name]} (delete it to train again)",
               flush=True)
     status = scheduler.run()
     if machine_rank > 0:
+        unfinished = [f"the {ARM_LABELS[name]} arm: {state['state']}" for name, state in status.items()
+                      if state["state"] not in ("trained", "finished earlier")]
+        if unfinished:
+            raise TwinError(f"on this machine (rank {machine_rank}):\n  " + "\n  ".join(unfinished))
         return None
     test_sets = test_set_keys(soft_cfg.DATASETS.TEST)
     evaluations = {run.name: {dataset: final_evaluation(folders[run.name], cfgs[run.name].SOLVER.MAX_ITER, key)

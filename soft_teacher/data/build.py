@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data.build import filter_images_with_only_crowd_annotations
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
@@ -102,8 +103,13 @@ def _stream_loader(cfg, dataset_dicts: List[dict], mapper, total_batch_size: int
     )
 
 
-def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict], List[dict]]:
-    """The dicts of ``DATASETS.TRAIN`` and of the unlabeled sets ``unlabeled_names``, checked before training.
+def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict], List[dict], LabeledSetStatistics]:
+    """The dicts of ``DATASETS.TRAIN`` and of the unlabeled sets ``unlabeled_names``, checked before training,
+    and the labeled set's statistics.
+
+    The statistics count every labeled image, also those ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` then leaves
+    out of training: they are the reference of the pseudo boxes per unlabeled image, and no unlabeled image is
+    left out for holding no object.
 
     Both loaders load their sets here, so the config's custom sets are registered here (for a
     config that did not come through ``load_config``) and the checks run once per process:
@@ -114,16 +120,19 @@ def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict]
     register_custom_datasets(cfg)
     labeled = get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,
-        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        filter_empty=False,
         min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
+    statistics = LabeledSetStatistics.of(labeled, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        labeled = filter_images_with_only_crowd_annotations(labeled)
     check_image_files(labeled, cfg.DATASETS.TRAIN)
     unlabeled = []
     if unlabeled_names:
         unlabeled = get_detection_dataset_dicts(unlabeled_names, filter_empty=False, check_consistency=False)
     check_categories(cfg.DATASETS.TRAIN, unlabeled_names, cfg.DATASETS.TEST, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-    return labeled, unlabeled
+    return labeled, unlabeled, statistics
 
 
 def build_supervised_train_loader(cfg, mapper=None):
@@ -133,7 +142,7 @@ def build_supervised_train_loader(cfg, mapper=None):
     mapper is :class:`LabeledDatasetMapper`, the labeled view of the Soft Teacher runs, so
     that baselines and Soft Teacher runs see the same labeled augmentations.
     """
-    labeled, _ = _load_training_sets(cfg, ())
+    labeled, _, _ = _load_training_sets(cfg, ())
     return build_detection_train_loader(cfg, mapper=mapper or LabeledDatasetMapper(cfg, is_train=True), dataset=labeled)
 
 
@@ -155,7 +164,7 @@ def build_semisup_train_loader(cfg, labeled_mapper=None, unlabeled_mapper=None) 
     if not cfg.DATASETS.TRAIN_UNLABELED:
         raise ValueError("DATASETS.TRAIN_UNLABELED is empty: name the unlabeled training set(s) (a folder of "
                          "images can be declared in DATASETS.CUSTOM_UNLABELED_FOLDERS).")
-    labeled, unlabeled = _load_training_sets(cfg, cfg.DATASETS.TRAIN_UNLABELED)
+    labeled, unlabeled, statistics = _load_training_sets(cfg, cfg.DATASETS.TRAIN_UNLABELED)
     logger.info("Semi-supervised loader: %d labeled images (%s), %d unlabeled images (%s).", len(labeled),
                 ", ".join(cfg.DATASETS.TRAIN), len(unlabeled), ", ".join(cfg.DATASETS.TRAIN_UNLABELED))
     labeled_mapper = labeled_mapper or LabeledDatasetMapper(cfg, is_train=True)
@@ -164,5 +173,5 @@ def build_semisup_train_loader(cfg, labeled_mapper=None, unlabeled_mapper=None) 
         _stream_loader(cfg, labeled, labeled_mapper, cfg.SOLVER.IMS_PER_BATCH, _LABELED),
         _stream_loader(cfg, unlabeled, unlabeled_mapper, cfg.SOLVER.IMS_PER_BATCH_UNLABELED, _UNLABELED),
         unlabeled_mapper,
-        LabeledSetStatistics.of(labeled, cfg.MODEL.ROI_HEADS.NUM_CLASSES),
+        statistics,
     )

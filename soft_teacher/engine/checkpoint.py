@@ -19,7 +19,7 @@ teacher's weights, or the student's, with a warning, when it has no teacher.
 
 For inference and the tools: :func:`load_model` gives the model of a config (a SoftTeacher keeps both
 detectors); :func:`load_detector` and :func:`export_teacher` give the plain detector inside it, whose
-weights are the teacher's (see :func:`detector_state_dict`); :func:`detector_config` is its config.
+weights are the teacher's (see :func:`detector_state_dict`); :func:`soft_teacher.config.detector_config` is its config.
 """
 import logging
 import os
@@ -32,6 +32,7 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
+from soft_teacher.config import detector_config
 from soft_teacher.modeling.soft_teacher import STUDENT_PREFIX, TEACHER_PREFIX, is_soft_teacher_state_dict
 
 _DDP_PREFIX = "module."
@@ -104,14 +105,6 @@ class SoftTeacherCheckpointer(DetectionCheckpointer):
 
 
 # ----------------------------------------------------------------------------- for inference and the tools
-
-
-def detector_config(cfg: CfgNode) -> CfgNode:
-    """A copy of ``cfg`` that builds the plain detector inside a Soft Teacher model."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
-    return cfg
 
 
 def _require_checkpoint(checkpoint: str) -> None:

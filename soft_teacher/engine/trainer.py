@@ -292,7 +292,10 @@ class SoftTeacherTrainer(DefaultTrainer):
         frozen = scaled.is_frozen()
         scaled.defrost()
         scaled.SOLVER.IMS_PER_BATCH_UNLABELED = cfg.SOLVER.IMS_PER_BATCH_UNLABELED // reference * num_workers
-        scaled.SOFT_TEACHER.BURN_IN_ITERS = int(round(cfg.SOFT_TEACHER.BURN_IN_ITERS * reference / num_workers))
+        # The expression Detectron2 scales SOLVER.CHECKPOINT_PERIOD with: a twin that checkpoints every
+        # BURN_IN_ITERS keeps saving exactly where the branch starts, whatever the rounding.
+        scale = num_workers / reference
+        scaled.SOFT_TEACHER.BURN_IN_ITERS = int(round(cfg.SOFT_TEACHER.BURN_IN_ITERS / scale))
         if frozen:
             scaled.freeze()
         return scaled

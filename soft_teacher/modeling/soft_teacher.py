@@ -18,7 +18,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers, StandardROIHeads
 from detectron2.utils.events import get_event_storage
 
-from ..config import EVAL_MODELS, UNSUP_LOSS_NAMES, UNSUP_LOSSES
+from ..config import EVAL_MODELS, UNSUP_LOSS_NAMES, UNSUP_LOSSES, detector_config
 from .pseudo_labels import PseudoLabelRecord, TeacherOutput, split_pseudo_labels, teacher_pseudo_labels
 from .sync_free import select
 from .unsup_losses import unsup_roi_cls_loss, unsup_roi_reg_loss
@@ -116,12 +116,9 @@ class SoftTeacher(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        detector_cfg = cfg.clone()
-        detector_cfg.defrost()
-        detector_cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
         st = cfg.SOFT_TEACHER
         return {
-            "student": GeneralizedRCNN(detector_cfg),
+            "student": GeneralizedRCNN(detector_config(cfg)),
             "initial_score_thresh": st.INITIAL_SCORE_THRESH,
             "rpn_pseudo_thresh": st.RPN_PSEUDO_THRESH,
             "cls_pseudo_thresh": st.CLS_PSEUDO_THRESH,
