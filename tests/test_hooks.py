@@ -150,6 +150,18 @@ def test_pseudo_label_statistics_hand_the_models_record_to_the_diagnostics_and_s
         assert storage.latest()["pseudo/precision"] == (0.5, 1)
 
 
+def test_pseudo_label_statistics_read_the_record_of_the_model_inside_a_data_parallel_wrapper():
+    class Recording(nn.Module):
+        device = "cpu"
+        last_pseudo_labels = "the record"
+
+    calls = []
+    with EventStorage(0) as storage:
+        hook = PseudoLabelStatistics(lambda record, device: calls.append(record) or {"pseudo/recall": 0.25})
+        run_steps(hook, attach(hook, nn.DataParallel(Recording()), storage), storage, [3])
+        assert calls == ["the record"] and storage.latest()["pseudo/recall"] == (0.25, 3)
+
+
 def put_boxes(storage, counts):
     """A before_hook putting ``counts[it]`` pseudo boxes per image at iteration ``it`` (None: not put)."""
     def before(it):

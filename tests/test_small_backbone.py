@@ -33,6 +33,7 @@ def test_at_resnet18s_width_it_is_detectron2s_resnet18_fpn():
     standard = build_backbone(cfg)
     assert {n: tuple(p.shape) for n, p in small.named_parameters()} == {
         n: tuple(p.shape) for n, p in standard.named_parameters()}
+    assert small.output_shape() == standard.output_shape()
 
 
 def test_another_depth_is_refused_with_what_to_set():
