@@ -335,19 +335,14 @@ class ClassShareWatch:
         self.labeled_shares = labeled.class_shares
         self.window, self.ratio, self.class_names = window, ratio, list(class_names)
         self._recent: deque = deque(maxlen=max(1, window))
-        self._pooled = np.zeros(len(self.labeled_shares))  # the sum of _recent (integer counts: exact in float64)
         self._updates = 0
         self._warned_at: Optional[int] = None  # the update of the last warning
 
     def update(self, class_counts: Sequence[float]) -> Dict[str, float]:
         """Add one iteration's ``(C,)`` counts; the pooled ``pseudo/class_share_*`` scalars (none without boxes)."""
         self._updates += 1
-        counts = np.asarray(class_counts, dtype=np.float64)
-        if len(self._recent) == self._recent.maxlen:
-            self._pooled -= self._recent[0]
-        self._recent.append(counts)
-        self._pooled += counts
-        pooled = self._pooled
+        self._recent.append(np.asarray(class_counts, dtype=np.float64))
+        pooled = np.sum(self._recent, axis=0)  # at most window x C counts: nothing to keep a running sum for
         total = pooled.sum()
         if not total:
             return {}

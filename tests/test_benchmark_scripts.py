@@ -44,10 +44,11 @@ class FakeProcess:
 
 class FakeLauncher:
     def __init__(self):
-        self.commands = []
+        self.commands, self.log_names = [], []
 
     def __call__(self, command, output_dir, gpu, log_name):
         self.commands.append(list(command))
+        self.log_names.append(log_name)
         return FakeProcess()
 
     def started(self, run):
@@ -250,6 +251,22 @@ def test_a_branch_starts_from_a_copy_of_its_twins_burn_in_checkpoint(tmp_path):
     [command] = launch.started(SOFT_1)
     assert command[command.index("--config-file") + 1] == SOFT_1.config_file and "--resume" in command
     assert command[command.index("SEED") + 1] == "1" and command[-len(BRANCH_AT_2):] == BRANCH_AT_2
+
+
+def test_on_a_machine_of_rank_above_zero_a_branch_waits_for_machine_0s_copy_of_the_checkpoint(tmp_path):
+    output = tmp_path / "out"
+    (output / SUP_1.name).mkdir(parents=True)
+    (output / SUP_1.name / "model_0000001.pth").write_bytes(b"weights after iteration 1")
+    launch = FakeLauncher()
+    scheduler = branch_runs.Scheduler([SOFT_1.run], str(output), BRANCH_AT_2, parallel=1, launch=launch,
+                                      machine_rank=1)
+    scheduler.start_ready()
+    assert launch.commands == [] and "machine 0 copies" in scheduler.waiting_for(SOFT_1.run)
+    assert not (output / SOFT_1.name).exists()  # only machine 0 writes the branch's folder
+    branch_runs.start_branch(str(output / SUP_1.name), str(output / SOFT_1.name), 2)  # machine 0's copy
+    scheduler.start_ready()
+    [command] = launch.started(SOFT_1)
+    assert "--resume" in command and launch.log_names == ["stdout.machine1.log"]
 
 
 def test_a_run_folder_of_another_schedule_is_refused_instead_of_read_or_resumed(tmp_path):

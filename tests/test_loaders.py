@@ -159,3 +159,15 @@ def test_labeled_statistics_count_the_images_without_boxes_that_training_leaves_
     assert loader.labeled_statistics.images == 6
     assert loader.labeled_statistics.boxes_per_image == pytest.approx(4 / 6)
     assert all(len(batch["labeled"][0]["instances"]) == 1 for batch in _take(loader, 12))
+
+
+def test_a_labeled_set_without_a_box_to_train_on_is_refused_with_what_to_check(semisup_cfg):
+    _, path, _ = semisup_cfg.DATASETS.CUSTOM_COCO[0]
+    with open(path) as f:
+        coco = json.load(f)
+    for annotation in coco["annotations"]:
+        annotation["image_id"] = 99999  # an image id the json does not have
+    with open(path, "w") as f:
+        json.dump(coco, f)
+    with pytest.raises(ValueError, match=r"has a non-crowd box to train on: check that the annotations' image_id"):
+        build_semisup_train_loader(semisup_cfg)

@@ -312,15 +312,15 @@ def train_twin(config_file: str, output_dir: str, opts: Sequence[str] = (), num_
                      else "Soft Teacher from scratch")
     announce(2, f"Training the supervised twin from scratch and {start_of_soft} ({arrangement(parallel)}) to "
                 f"{max_iter} iterations; then each evaluates on {', '.join(soft_cfg.DATASETS.TEST)}")
-    for run in runs:
-        print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: stdout.log)", flush=True)
-    print(f"    Progress and ETA every minute. Soft Teacher's iterations also run the teacher on "
-          f"{soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images and are several times slower.", flush=True)
-    tic = time.perf_counter()
     scheduler = Scheduler(runs, output_dir, (), parallel=parallel,
                           launch=functools.partial(RunProcess, threads=threads),
                           launch_args=launch_arguments(num_gpus, num_machines, machine_rank, dist_url),
                           world_size=world_size, machine_rank=machine_rank)
+    for run in runs:
+        print(f"    {ARM_LABELS[run.name]}: {folders[run.name]} (its log: {scheduler.log_name})", flush=True)
+    print(f"    Progress and ETA every minute. Soft Teacher's iterations also run the teacher on "
+          f"{soft_cfg.SOLVER.IMS_PER_BATCH_UNLABELED} unlabeled images and are several times slower.", flush=True)
+    tic = time.perf_counter()
     for name in scheduler.status:
         print(f"    {ARM_LABELS[name]}: finished earlier, read from {folders[name]} (delete it to train again)",
               flush=True)

@@ -125,8 +125,11 @@ def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict]
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
     statistics = LabeledSetStatistics.of(labeled, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS and labeled and "annotations" in labeled[0]:
         labeled = filter_images_with_only_crowd_annotations(labeled)
+        if not labeled:
+            raise ValueError(f"No image of {', '.join(cfg.DATASETS.TRAIN)} has a non-crowd box to train on: check "
+                             "that the annotations' image_id values name the json's images.")
     check_image_files(labeled, cfg.DATASETS.TRAIN)
     unlabeled = []
     if unlabeled_names:
