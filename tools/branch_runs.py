@@ -415,6 +415,10 @@ class Scheduler:
         self.todo.remove(run)
         print(f"start  {run.name:26s} {how}: {shlex.join(command)}", flush=True)
 
+    def twin_checkpoint(self, run: Run) -> str:
+        """The checkpoint a branch starts from, as ``<twin name>/model_<B-1>.pth``."""
+        return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+
     def waiting_for(self, run: Run) -> Optional[str]:
         """What a branch waits for (None: it can start now): its twin's checkpoint, or on a machine of rank > 0
         machine 0's copy of it; starts nothing."""
@@ -422,7 +426,7 @@ class Scheduler:
             return None
         twin_training = run.twin in self.running or run.twin in self.todo
         if not branch_checkpoint_ready(self.folder(run.twin), self.burn_in(run), twin_training):
-            return os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+            return self.twin_checkpoint(run)
         if self.machine_rank > 0:
             return os.path.join(run.name, "last_checkpoint") + " (machine 0 copies the twin's checkpoint there)"
         return None
@@ -435,7 +439,7 @@ class Scheduler:
                 continue
             if not branch_checkpoint_ready(self.folder(run.twin), self.burn_in(run), twin_training=False):
                 self.todo.remove(run)
-                missing = os.path.join(run.twin.name, checkpoint_name(self.burn_in(run) - 1))
+                missing = self.twin_checkpoint(run)
                 twin_state = self.status.get(run.twin.name, {}).get("state", "not part of this set of runs")
                 self.status[run.name] = {"state": f"not started: {missing} is missing ({run.twin.name}: {twin_state})"}
         order = [r for r in self.todo if r.twin is not None] + [r for r in self.todo if r.twin is None]
