@@ -145,6 +145,28 @@ def test_the_held_out_test_set_is_reported_first_and_each_test_set_has_its_own_t
     assert "![Box AP on shapes_test during training](curves.png)" in text
 
 
+def test_without_ceilings_no_100pct_run_is_planned_and_the_report_has_no_ceiling_columns(tmp_path):
+    runs = accuracy.plan_runs([(5, 1)], ceilings=False)
+    assert [run.name for run in runs] == ["supervised_5pct_seed1", "soft_teacher_5pct_seed1"]
+    write_metrics(tmp_path / "supervised_5pct_seed1", [{"iteration": 2400, "shapes_test/bbox/AP": 60.0,
+                                                        "shapes_val/bbox/AP": 61.0}])
+    write_metrics(tmp_path / "soft_teacher_5pct_seed1", [{"iteration": 2400, **{
+        f"{arm}/{dataset}/bbox/AP": ap for arm, ap in (("teacher", 63.0), ("student", 62.0))
+        for dataset in ("shapes_test", "shapes_val")}}])
+    results = accuracy.collect_results(runs, str(tmp_path), [], {})
+    assert results["percents"]["shapes_test"]["5"]["ceiling_run"] is None
+    text = accuracy.markdown(results, "cmd")
+    assert ("| labeled | schedule | seeds | supervised | Soft Teacher (teacher) | Soft Teacher (student) "
+            "| teacher - supervised | student - supervised |") in text
+    assert "| 5% | 2400 / 1200 | 1 | 60.0 | 63.0 | 62.0 | seed 1: +3.0 | seed 1: +2.0 |" in text
+    assert "ceiling" not in text and "Gap closed" not in text
+
+
+def test_the_ceiling_is_trained_unless_no_ceiling_is_given():
+    assert accuracy.parse_args(["--percents", "5"]).ceilings
+    assert not accuracy.parse_args(["--percents", "5", "--no-ceiling"]).ceilings
+
+
 def test_the_table_names_the_machine_class_and_the_software_versions_but_no_date():
     per_run = {
         "supervised_5pct_seed1": summary_entry("supervised", 5, 1, {"model": 60.0}),

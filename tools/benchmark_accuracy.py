@@ -5,7 +5,8 @@ For each (labeled percent p, seed s) -- by default (1, 1), (5, 1), (5, 2) -- it 
 ``supervised_{p}pct_seed{s}`` and a Soft Teacher run ``soft_teacher_{p}pct_seed{s}``, plus the supervised
 ceiling ``supervised_100pct_seed1``; the configs are ``configs/shapes/{supervised,soft_teacher}_R18_FPN_{p}pct.yaml``
 with ``SEED s``. Where a percent's configs train another schedule than the 100% config, that percent gets its own
-ceiling on its schedule (e.g. ``supervised_100pct_seed1_max_iter3600_steps3000``). Each run is one ``train_net.py``
+ceiling on its schedule (e.g. ``supervised_100pct_seed1_max_iter3600_steps3000``); ``--no-ceiling`` leaves the
+ceilings out, and with them the "supervised 100%" and "gap closed" columns. Each run is one ``train_net.py``
 process logging into ``OUTPUT/<run>/``, ``--parallel`` at once (one torch thread each unless OMP_NUM_THREADS is set;
 spread over the GPUs when there are several).
 
@@ -26,6 +27,7 @@ Usage::
     python tools/benchmark_accuracy.py --output output/benchmark_accuracy --benchmarks-md BENCHMARKS.md
     python tools/benchmark_accuracy.py --percents 1,5,10 --seeds 1,2 --parallel 8 MODEL.DEVICE cuda
     python tools/benchmark_accuracy.py --percents 1,5 --seeds 1=1,2 --seeds 5=1,2,3
+    python tools/benchmark_accuracy.py --percents 5 --seeds 1,2,3 --no-ceiling
 """
 import argparse
 import os
@@ -144,13 +146,15 @@ def seed_table(percents: Sequence[int], seeds: Dict[Optional[int], Sequence[int]
             for s in seeds.get(p) or seeds.get(None) or [s for q, s in DEFAULT_TABLE if q == p] or [1]]
 
 
-def plan_runs(table: Sequence[Tuple[int, int]], opts: Sequence[str] = ()) -> List[BenchmarkRun]:
-    """The supervised runs (the ceilings last, one per schedule), then their Soft Teacher branches.
+def plan_runs(table: Sequence[Tuple[int, int]], opts: Sequence[str] = (), ceilings: bool = True
+              ) -> List[BenchmarkRun]:
+    """The supervised runs (with ``ceilings``, the ceilings last, one per schedule), then their Soft Teacher
+    branches.
 
     Raises:
         ConfigError: see :func:`ceiling_for`.
     """
-    ceilings = list(dict.fromkeys(ceiling_for(p, opts) for p in sorted({p for p, _ in table})))
+    ceilings = list(dict.fromkeys(ceiling_for(p, opts) for p in sorted({p for p, _ in table}))) if ceilings else []
     supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + ceilings
     return supervised + [BenchmarkRun("soft_teacher", p, s) for p, s in table]
 
@@ -184,7 +188,7 @@ def summarize(per_run: Dict[str, dict], dataset: str) -> Dict[str, dict]:
     closed, paired differences.
 
     ``per_run``: :func:`collect_results`' entries, whose ``box_ap`` is ``{test set: {model: AP}}``; a percent's
-    runs name their ceiling's run (``"ceiling"``).
+    runs name their ceiling's run (``"ceiling"``) when one was planned (its ``ceiling_run`` is None otherwise).
     """
     def ap_of(run: dict, model: str) -> Optional[float]:
         return ((run.get("box_ap") or {}).get(dataset) or {}).get(model)
@@ -197,14 +201,15 @@ def summarize(per_run: Dict[str, dict], dataset: str) -> Dict[str, dict]:
     percents = sorted({run["percent"] for run in per_run.values() if run["method"] == "soft_teacher"})
     for percent in percents:
         runs = [run for run in per_run.values() if run["percent"] == percent]
-        ap_full = ap_of(per_run.get(runs[0]["ceiling"], {}), "model")
+        ceiling_run = runs[0].get("ceiling")
+        ap_full = ap_of(per_run.get(ceiling_run, {}), "model")
         sup = by_seed("supervised", percent, "model")
         arms = {"teacher": by_seed("soft_teacher", percent, "teacher"),
                 "student": by_seed("soft_teacher", percent, "student")}
         sup_spread = spread(sup)
         entry = {
             "seeds": sorted(run["seed"] for run in runs if run["method"] == "soft_teacher"),
-            "supervised": sup_spread, "ceiling": ap_full, "ceiling_run": runs[0]["ceiling"],
+            "supervised": sup_spread, "ceiling": ap_full, "ceiling_run": ceiling_run,
             "max_iter": runs[0]["max_iter"],
             "burn_in_iters": next(run["burn_in_iters"] for run in runs if run["method"] == "soft_teacher"),
         }
@@ -226,7 +231,9 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         a run's ``box_ap`` is ``{test set: {model: AP}}`` (None until it finished); ``status`` is what
         :meth:`Scheduler.run` returned (each run's state and minutes).
     """
-    ceilings = {p: ceiling_for(p, opts).name for p in {run.percent for run in runs} if p != CEILING[0]}
+    planned = {run.name for run in runs}
+    ceilings = {p: name for p in {run.percent for run in runs} if p != CEILING[0]
+                for name in [ceiling_for(p, opts).name] if name in planned}
     per_run, test_sets = {}, []
     for run in runs:
         cfg = run.config(opts)
@@ -277,7 +284,7 @@ def plot_accuracy_curves(output: str, per_run: Dict[str, dict], png: str,
                 axes.plot(xs, ys, color=color, linestyle=style, marker="o", markersize=3, label=label)
                 lines.append(label)
 
-        ceiling = next(run["ceiling"] for run in per_run.values() if run["percent"] == percent)
+        ceiling = next((run.get("ceiling") for run in per_run.values() if run["percent"] == percent), None)
         if ceiling in per_run:
             draw(*ap_curve(os.path.join(output, ceiling), box_ap, per_run[ceiling]["max_iter"]),
                  f"supervised 100% seed {per_run[ceiling]['seed']}", ARM_COLORS["ceiling"], ":")
@@ -327,18 +334,20 @@ def _differences(values: Dict[str, float]) -> str:
     return ", ".join(f"seed {seed}: {value:+.1f}" for seed, value in values.items()) or "n/a"
 
 
-def _table(percents: Dict[str, dict]) -> str:
+def _table(percents: Dict[str, dict], with_ceiling: bool) -> str:
+    """One row per percent; ``with_ceiling``: with the "supervised 100%" and "gap closed" columns."""
     rows = []
     for percent, entry in percents.items():
+        ceiling = ["not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
+                   f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}"]
         rows.append([f"{percent}%", f"{entry['max_iter']} / {entry['burn_in_iters']}",
                      ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]), _ap(entry["teacher"]),
-                     _ap(entry["student"]),
-                     "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
-                     f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}",
-                     _differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
+                     _ap(entry["student"])] + (ceiling if with_ceiling else [])
+                    + [_differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
+    ceiling = ["supervised 100%", "gap closed (teacher / student)"]
     return markdown_table(
-        ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)",
-         "supervised 100%", "gap closed (teacher / student)", "teacher - supervised", "student - supervised"], rows)
+        ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)"]
+        + (ceiling if with_ceiling else []) + ["teacher - supervised", "student - supervised"], rows)
 
 
 def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
@@ -346,6 +355,7 @@ def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
     relative path) and the pseudo labels."""
     runs, test_sets = results["runs"], results["test_sets"]
     ordered = sorted(test_sets, key=lambda name: name != HELD_OUT)
+    with_ceiling = any(run.get("ceiling") for run in runs.values())
     lines = [
         "## Accuracy on the synthetic shapes set",
         "",
@@ -354,13 +364,14 @@ def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
            if HELD_OUT in test_sets and len(test_sets) > 1 else "")
         + "; fold 1 of each split; configs under `configs/shapes/` (`supervised_R18_FPN_*`, `soft_teacher_R18_FPN_*`), "
         "`SEED` per run. Each Soft Teacher run branches from the supervised run of the same seed at its burn-in (the "
-        "schedule column gives the iterations / the branch point): the two share everything before it. The 100% "
-        "ceiling of a row is trained on that row's schedule. Cells give the mean ± half-range over seeds and each "
-        "seed's AP in parentheses. Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; the last "
-        "two columns pair the runs of each seed (soft - supervised).",
+        "schedule column gives the iterations / the branch point): the two share everything before it. "
+        + ("The 100% ceiling of a row is trained on that row's schedule. " if with_ceiling else "")
+        + "Cells give the mean ± half-range over seeds and each seed's AP in parentheses. "
+        + ("Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; " if with_ceiling else "")
+        + "the last two columns pair the runs of each seed (soft - supervised).",
     ]
     for dataset in ordered:
-        lines += ["", f"**{dataset}**", "", _table(results["percents"][dataset])]
+        lines += ["", f"**{dataset}**", "", _table(results["percents"][dataset], with_ceiling)]
     if figure:
         lines += ["", f"![Box AP on {ordered[0]} during training]({figure})"]
     pseudo_rows = []
@@ -450,6 +461,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "ceiling uses seed 1")
     parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
                         help="runs trained at once (default: the CPU cores)")
+    parser.add_argument("--no-ceiling", dest="ceilings", action="store_false",
+                        help="train no 100%% ceiling (one supervised run per schedule less); the report then has "
+                        "no 'supervised 100%%' and 'gap closed' columns")
     parser.add_argument("--benchmarks-md", metavar="FILE", help="also write the results into this Markdown file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides for every run")
     args = parser.parse_args(argv)
@@ -470,7 +484,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "tools/benchmark_accuracy.py"] + list(sys.argv[1:] if argv is None else argv))
     try:
-        runs = plan_runs(args.table, args.opts)
+        runs = plan_runs(args.table, args.opts, args.ceilings)
         problems = branch_problems([run.run for run in runs], args.opts)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
