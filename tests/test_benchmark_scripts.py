@@ -241,6 +241,13 @@ def test_with_several_test_sets_each_is_read_under_its_name(tmp_path):
     assert branch_runs.test_set_keys(["shapes_val"]) == {"shapes_val": None}
 
 
+def test_a_run_resumed_from_an_earlier_checkpoint_has_trained_up_to_its_last_record_not_its_highest(tmp_path):
+    out = write_metrics(tmp_path / "run", [{"iteration": 2379, "total_loss": 0.4},  # interrupted here...
+                                           {"iteration": 1219, "total_loss": 0.5}])  # ...resumed from 1199
+    assert branch_runs.last_iteration(out) == 1220
+    assert branch_runs.last_iteration(str(tmp_path / "not_started")) == 0
+
+
 def test_final_box_ap_is_none_while_a_run_has_only_periodic_evaluations(tmp_path):
     out = write_metrics(tmp_path / "run", [{"iteration": 999, "bbox/AP": 10.0}, {"iteration": 1500, "total_loss": 1.0}])
     assert branch_runs.final_box_ap(out, max_iter=3000) is None

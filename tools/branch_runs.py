@@ -37,7 +37,7 @@ import yaml
 
 from soft_teacher.engine import ConfigError, SoftTeacherTrainer, load_config
 
-from plot_metrics import METRICS_FILE, Series, load_metrics
+from plot_metrics import METRICS_FILE, Series, load_metrics, metrics_records
 
 __all__ = [
     "CHECKOUT", "NOT_TRAINING_KEYS", "PSEUDO_WINDOW", "RESUME_KEYS", "SHARED_KEYS", "SHARED_SOLVER_KEYS",
@@ -149,9 +149,12 @@ def test_set_keys(test_sets: Sequence[str]) -> Dict[str, Optional[str]]:
 
 
 def last_iteration(output_dir: str) -> int:
-    """Iterations trained so far, from the training records (``total_loss``) of ``metrics.json``."""
-    iterations = _series(output_dir).get("total_loss", ([], []))[0]
-    return iterations[-1] + 1 if iterations else 0
+    """Iterations trained so far: after the last training record (``total_loss``) of ``metrics.json`` in file
+    order, not the highest one, since a run resumed from an earlier checkpoint logs its iterations again."""
+    path = os.path.join(output_dir, METRICS_FILE)
+    iterations = [record["iteration"] for record in metrics_records(path) if "total_loss" in record] \
+        if os.path.isfile(path) else []
+    return int(iterations[-1]) + 1 if iterations else 0
 
 
 def pseudo_label_stats(output_dir: str, window: int = PSEUDO_WINDOW) -> Dict[str, float]:
