@@ -103,9 +103,10 @@ def _stream_loader(cfg, dataset_dicts: List[dict], mapper, total_batch_size: int
     )
 
 
-def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict], List[dict], LabeledSetStatistics]:
+def _load_training_sets(cfg, unlabeled_names: Sequence[str]
+                        ) -> Tuple[List[dict], List[dict], Optional[LabeledSetStatistics]]:
     """The dicts of ``DATASETS.TRAIN`` and of the unlabeled sets ``unlabeled_names``, checked before training,
-    and the labeled set's statistics.
+    and the labeled set's statistics (None without unlabeled sets, whose pseudo boxes they are the reference of).
 
     The statistics count every labeled image, also those ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` then leaves
     out of training: they are the reference of the pseudo boxes per unlabeled image, and no unlabeled image is
@@ -124,7 +125,7 @@ def _load_training_sets(cfg, unlabeled_names: Sequence[str]) -> Tuple[List[dict]
         min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
-    statistics = LabeledSetStatistics.of(labeled, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    statistics = LabeledSetStatistics.of(labeled, cfg.MODEL.ROI_HEADS.NUM_CLASSES) if unlabeled_names else None
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS and labeled and "annotations" in labeled[0]:
         labeled = filter_images_with_only_crowd_annotations(labeled)
         if not labeled:
