@@ -159,6 +159,7 @@ def test_without_ceilings_no_100pct_run_is_planned_and_the_report_has_no_ceiling
     assert ("| labeled | schedule | seeds | supervised | Soft Teacher (teacher) | Soft Teacher (student) "
             "| teacher - supervised | student - supervised |") in text
     assert "| 5% | 2400 / 1200 | 1 | 60.0 | 63.0 | 62.0 | seed 1: +3.0 | seed 1: +2.0 |" in text
+    assert "in parentheses. The last two columns pair the runs of each seed" in text
     assert "ceiling" not in text and "Gap closed" not in text
 
 

@@ -367,8 +367,8 @@ def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
         "schedule column gives the iterations / the branch point): the two share everything before it. "
         + ("The 100% ceiling of a row is trained on that row's schedule. " if with_ceiling else "")
         + "Cells give the mean ± half-range over seeds and each seed's AP in parentheses. "
-        + ("Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means; " if with_ceiling else "")
-        + "the last two columns pair the runs of each seed (soft - supervised).",
+        + ("Gap closed = (AP_soft - AP_sup) / (AP_100 - AP_sup) on the seed means. " if with_ceiling else "")
+        + "The last two columns pair the runs of each seed (soft - supervised).",
     ]
     for dataset in ordered:
         lines += ["", f"**{dataset}**", "", _table(results["percents"][dataset], with_ceiling)]
