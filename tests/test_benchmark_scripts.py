@@ -163,6 +163,21 @@ def test_without_ceilings_no_100pct_run_is_planned_and_the_report_has_no_ceiling
     assert "ceiling" not in text and "Gap closed" not in text
 
 
+def test_without_ceilings_a_percent_whose_solver_no_ceiling_could_train_is_still_reported(tmp_path, monkeypatch):
+    base = os.path.join(REPO_ROOT, "configs", "shapes", "Base-Shapes-Benchmark.yaml")
+    write_config(tmp_path / "supervised_R18_FPN_100pct.yaml", base)
+    write_config(tmp_path / "supervised_R18_FPN_10pct.yaml", base, CLIP_GRADIENTS="{CLIP_VALUE: 5.0}")
+    write_config(tmp_path / "soft_teacher_R18_FPN_10pct.yaml",
+                 os.path.join(REPO_ROOT, "configs", "shapes", "soft_teacher_R18_FPN_5pct.yaml"),
+                 CLIP_GRADIENTS="{CLIP_VALUE: 5.0}")
+    monkeypatch.setattr(accuracy, "CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="SOLVER.CLIP_GRADIENTS"):
+        accuracy.plan_runs([(10, 1)])
+    runs = accuracy.plan_runs([(10, 1)], ceilings=False)
+    results = accuracy.collect_results(runs, str(tmp_path / "output"), [], {})
+    assert results["percents"]["shapes_test"]["10"]["ceiling_run"] is None
+
+
 def test_the_ceiling_is_trained_unless_no_ceiling_is_given():
     assert accuracy.parse_args(["--percents", "5"]).ceilings
     assert not accuracy.parse_args(["--percents", "5", "--no-ceiling"]).ceilings

@@ -154,8 +154,8 @@ def plan_runs(table: Sequence[Tuple[int, int]], opts: Sequence[str] = (), ceilin
     Raises:
         ConfigError: see :func:`ceiling_for`.
     """
-    ceilings = list(dict.fromkeys(ceiling_for(p, opts) for p in sorted({p for p, _ in table}))) if ceilings else []
-    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + ceilings
+    ceiling_runs = list(dict.fromkeys(ceiling_for(p, opts) for p in sorted({p for p, _ in table}))) if ceilings else []
+    supervised = [BenchmarkRun("supervised", p, s) for p, s in table] + ceiling_runs
     return supervised + [BenchmarkRun("soft_teacher", p, s) for p, s in table]
 
 
@@ -231,9 +231,9 @@ def collect_results(runs: Sequence[BenchmarkRun], output: str, opts: Sequence[st
         a run's ``box_ap`` is ``{test set: {model: AP}}`` (None until it finished); ``status`` is what
         :meth:`Scheduler.run` returned (each run's state and minutes).
     """
-    planned = {run.name for run in runs}
-    ceilings = {p: name for p in {run.percent for run in runs} if p != CEILING[0]
-                for name in [ceiling_for(p, opts).name] if name in planned}
+    ceilings = {}  # without a planned 100% run (``--no-ceiling``), no percent names one
+    if any(run.percent == CEILING[0] for run in runs):
+        ceilings = {p: ceiling_for(p, opts).name for p in {run.percent for run in runs} if p != CEILING[0]}
     per_run, test_sets = {}, []
     for run in runs:
         cfg = run.config(opts)
