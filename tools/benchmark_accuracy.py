@@ -338,16 +338,17 @@ def _table(percents: Dict[str, dict], with_ceiling: bool) -> str:
     """One row per percent; ``with_ceiling``: with the "supervised 100%" and "gap closed" columns."""
     rows = []
     for percent, entry in percents.items():
-        ceiling = ["not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
-                   f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}"]
+        ceiling_cells = [] if not with_ceiling else [
+            "not measured" if entry["ceiling"] is None else f"{entry['ceiling']:.1f}",
+            f"{_share(entry['gap_closed']['teacher'])} / {_share(entry['gap_closed']['student'])}"]
         rows.append([f"{percent}%", f"{entry['max_iter']} / {entry['burn_in_iters']}",
                      ", ".join(map(str, entry["seeds"])), _ap(entry["supervised"]), _ap(entry["teacher"]),
-                     _ap(entry["student"])] + (ceiling if with_ceiling else [])
+                     _ap(entry["student"])] + ceiling_cells
                     + [_differences(entry["difference"]["teacher"]), _differences(entry["difference"]["student"])])
-    ceiling = ["supervised 100%", "gap closed (teacher / student)"]
+    ceiling_columns = ["supervised 100%", "gap closed (teacher / student)"] if with_ceiling else []
     return markdown_table(
         ["labeled", "schedule", "seeds", "supervised", "Soft Teacher (teacher)", "Soft Teacher (student)"]
-        + (ceiling if with_ceiling else []) + ["teacher - supervised", "student - supervised"], rows)
+        + ceiling_columns + ["teacher - supervised", "student - supervised"], rows)
 
 
 def markdown(results: Dict, command: str, figure: Optional[str] = None) -> str:
